@@ -1,0 +1,599 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * flowlatd's TC probe: matches SYN, SYN-ACK, ACK and RST per flow and emits
+ * one flowlat_event per finished handshake. It is a guest on the interface:
+ * every path returns TC_ACT_UNSPEC and nothing is written to the packet.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flowlat.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by the loader between open and load. */
+const volatile __u64 handshake_timeout_ns = FLOWLAT_DEFAULT_HANDSHAKE_TIMEOUT_NS;
+/* Wake the reader only once this much is queued (0: on every event); it also polls on a timer. */
+const volatile __u32 ring_wakeup_bytes = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FLOWLAT_DEFAULT_FLOW_TABLE_SIZE);
+	__type(key, struct flowlat_flow_key);
+	__type(value, struct flowlat_flow);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FLOWLAT_DEFAULT_RING_BUFFER_SIZE);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOWLAT_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/*
+ * Counting filter of flows awaiting their final ACK (see flowlat.h). A global
+ * array compiles to a direct load, so the established-flow ACK path costs no
+ * map call. User space decrements a bucket when its sweep times out a flow.
+ */
+__u32 ack_filter[FLOWLAT_ACK_FILTER_BUCKETS];
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+#define MAX_VLAN_TAGS 2
+#define MAX_IPV6_EXT_HEADERS 6
+#define MAX_TCP_OPTIONS 12
+
+/* Kernel-internal TCP option constants, not exported by the UAPI. */
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_TIMESTAMP 8
+#define TCPOLEN_TIMESTAMP 10
+
+/* Not in the UAPI headers. */
+struct vlan_tag {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+struct ipv6_fragment_header {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset in the top 13 bits, M flag in the lowest */
+	__be32 identification;
+};
+
+/* What the fast path extracts from one TCP packet. */
+struct tcp_packet {
+	void *l3;     /* IPv4 or IPv6 header */
+	__u32 l4_off; /* offset of the TCP header from skb->data */
+	__u8 family;
+	__u8 flags;
+	__u16 sport_be;
+	__u16 dport_be;
+	__u32 seq;
+	__u32 ack;
+	__u32 doff_bytes;
+};
+
+static __always_inline void count(__u32 counter)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
+
+	if (value)
+		*value += 1;
+}
+
+/* Returns 0 when the packet is TCP and *pkt is filled; any other value means "leave it". */
+static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__be16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	proto = eth->h_proto;
+
+	/* In-band tags. A tag the kernel already moved into skb metadata is simply absent here. */
+#pragma unroll
+	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
+		struct vlan_tag *tag;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		tag = data + off;
+		if ((void *)(tag + 1) > data_end)
+			goto malformed;
+		proto = tag->encapsulated_proto;
+		off += sizeof(*tag);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + off;
+		__u32 ihl_bytes;
+
+		if ((void *)(ip + 1) > data_end)
+			goto malformed;
+		if (ip->protocol != IPPROTO_TCP)
+			return -1;
+		/* Only the first fragment carries the TCP header. */
+		if (ip->frag_off & bpf_htons(0x1fff))
+			return -1;
+		ihl_bytes = ip->ihl * 4;
+		if (ihl_bytes < sizeof(*ip))
+			goto malformed;
+		pkt->l3 = ip;
+		pkt->family = FLOWLAT_FAMILY_IPV4;
+		off += ihl_bytes;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + off;
+		__u8 nexthdr;
+
+		if ((void *)(ip6 + 1) > data_end)
+			goto malformed;
+		nexthdr = ip6->nexthdr;
+		pkt->l3 = ip6;
+		pkt->family = FLOWLAT_FAMILY_IPV6;
+		off += sizeof(*ip6);
+
+		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+			if (nexthdr == IPPROTO_TCP)
+				break;
+			if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+			    nexthdr == IPPROTO_DSTOPTS) {
+				/* Bounding off keeps the verifier's range of data + off finite. */
+				struct ipv6_opt_hdr *ext = data + (off & 0x3fff);
+
+				if ((void *)(ext + 1) > data_end)
+					goto malformed;
+				nexthdr = ext->nexthdr;
+				off = (off & 0x3fff) + (ext->hdrlen + 1) * 8;
+			} else if (nexthdr == IPPROTO_FRAGMENT) {
+				struct ipv6_fragment_header *frag = data + (off & 0x3fff);
+
+				if ((void *)(frag + 1) > data_end)
+					goto malformed;
+				if (frag->frag_off & bpf_htons(0xfff8))
+					return -1;
+				nexthdr = frag->nexthdr;
+				off = (off & 0x3fff) + sizeof(*frag);
+			} else {
+				return -1;
+			}
+		}
+		if (nexthdr != IPPROTO_TCP)
+			return -1;
+	} else {
+		return -1;
+	}
+
+	off &= 0x3fff;
+	struct tcphdr *tcp = data + off;
+
+	if ((void *)(tcp + 1) > data_end)
+		goto malformed;
+	pkt->l4_off = off;
+	pkt->flags = ((__u8 *)tcp)[13];
+	pkt->sport_be = tcp->source;
+	pkt->dport_be = tcp->dest;
+	pkt->doff_bytes = tcp->doff * 4;
+	if (pkt->doff_bytes < sizeof(*tcp))
+		goto malformed;
+	return 0;
+
+malformed:
+	count(FLOWLAT_COUNTER_PACKETS_MALFORMED);
+	return -1;
+}
+
+/* Loads seq and ack only for the packets that reach the handshake logic. */
+static __always_inline int load_seq_ack(struct __sk_buff *skb, struct tcp_packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct tcphdr *tcp = data + (pkt->l4_off & 0x3fff);
+
+	if ((void *)(tcp + 1) > data_end)
+		return -1;
+	pkt->seq = bpf_ntohl(tcp->seq);
+	pkt->ack = bpf_ntohl(tcp->ack_seq);
+	return 0;
+}
+
+/*
+ * Finds the TCP timestamp option. Options are copied to the stack because
+ * they may lie beyond the linear part of the skb, and the probe must not
+ * pull (linearise) packets.
+ */
+static __always_inline int read_timestamps(struct __sk_buff *skb, const struct tcp_packet *pkt,
+					   __u32 *tsval, __u32 *tsecr)
+{
+	__u8 opts[40] = {};
+	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
+	__u32 i = 0;
+
+	if (len == 0)
+		return -1;
+	/* Keeps clang from merging the two checks into one the verifier cannot follow. */
+	barrier_var(len);
+	if (len > sizeof(opts))
+		return -1;
+	if (bpf_skb_load_bytes(skb, pkt->l4_off + sizeof(struct tcphdr), opts, len))
+		return -1;
+
+	for (int n = 0; n < MAX_TCP_OPTIONS; n++) {
+		__u8 kind, optlen;
+
+		if (i >= len || i >= sizeof(opts) - 1)
+			return -1;
+		kind = opts[i];
+		if (kind == TCPOPT_EOL)
+			return -1;
+		if (kind == TCPOPT_NOP) {
+			i++;
+			continue;
+		}
+		optlen = opts[i + 1];
+		if (kind == TCPOPT_TIMESTAMP && optlen == TCPOLEN_TIMESTAMP) {
+			if (i + TCPOLEN_TIMESTAMP > len || i > sizeof(opts) - TCPOLEN_TIMESTAMP)
+				return -1;
+			*tsval = (__u32)opts[i + 2] << 24 | (__u32)opts[i + 3] << 16 |
+				 (__u32)opts[i + 4] << 8 | opts[i + 5];
+			*tsecr = (__u32)opts[i + 6] << 24 | (__u32)opts[i + 7] << 16 |
+				 (__u32)opts[i + 8] << 8 | opts[i + 9];
+			return 0;
+		}
+		if (optlen < 2)
+			return -1;
+		i += optlen;
+	}
+	return -1;
+}
+
+/* Keys are written from the host's side so that both directions meet in one entry. */
+static __always_inline void build_key(struct __sk_buff *skb, const struct tcp_packet *pkt,
+				      bool egress, struct flowlat_flow_key *key)
+{
+	void *data_end = (void *)(long)skb->data_end;
+
+	__builtin_memset(key, 0, sizeof(*key));
+	key->ifindex = skb->ifindex;
+	key->family = pkt->family;
+	key->local_port_be = egress ? pkt->sport_be : pkt->dport_be;
+	key->peer_port_be = egress ? pkt->dport_be : pkt->sport_be;
+	if (pkt->family == FLOWLAT_FAMILY_IPV4) {
+		struct iphdr *ip = pkt->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		__builtin_memcpy(key->local_addr, egress ? &ip->saddr : &ip->daddr, 4);
+		__builtin_memcpy(key->peer_addr, egress ? &ip->daddr : &ip->saddr, 4);
+	} else {
+		struct ipv6hdr *ip6 = pkt->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		__builtin_memcpy(key->local_addr, egress ? &ip6->saddr : &ip6->daddr, 16);
+		__builtin_memcpy(key->peer_addr, egress ? &ip6->daddr : &ip6->saddr, 16);
+	}
+}
+
+/* The same bucket whichever side the packet travels: addresses are folded symmetrically. */
+static __always_inline __u32 ack_bucket_of(__u32 address_fold, __u16 local_port_be,
+					   __u16 peer_port_be)
+{
+	__u32 h = address_fold ^ ((__u32)local_port_be << 16 | peer_port_be);
+
+	return (h * 0x9e3779b1u) >> 20 & (FLOWLAT_ACK_FILTER_BUCKETS - 1);
+}
+
+static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *key)
+{
+	const __u32 *local = (const __u32 *)key->local_addr;
+	const __u32 *peer = (const __u32 *)key->peer_addr;
+
+	return local[0] ^ local[1] ^ local[2] ^ local[3] ^ peer[0] ^ peer[1] ^ peer[2] ^ peer[3];
+}
+
+/* Same fold, read straight from the headers of an ingress packet (no key built). */
+static __always_inline int fold_packet_addresses(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						 __u32 *fold)
+{
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (pkt->family == FLOWLAT_FAMILY_IPV4) {
+		struct iphdr *ip = pkt->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		*fold = ip->saddr ^ ip->daddr;
+	} else {
+		struct ipv6hdr *ip6 = pkt->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		*fold = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
+			ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3] ^
+			ip6->daddr.in6_u.u6_addr32[0] ^ ip6->daddr.in6_u.u6_addr32[1] ^
+			ip6->daddr.in6_u.u6_addr32[2] ^ ip6->daddr.in6_u.u6_addr32[3];
+	}
+	return 0;
+}
+
+static __always_inline void release_ack_filter(const struct flowlat_flow *flow)
+{
+	if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT)
+		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+}
+
+static __always_inline void emit(const struct flowlat_flow_key *key, const struct flowlat_flow *flow,
+				 __u8 outcome, __u64 now, __u64 rtt_ns, bool rtt_valid)
+{
+	struct flowlat_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	__u64 flags = 0;
+
+	if (!event) {
+		count(FLOWLAT_COUNTER_EVENTS_LOST);
+		return;
+	}
+	event->header.ts_ns = now;
+	event->header.type = FLOWLAT_EVENT_HANDSHAKE;
+	event->header.ifindex = key->ifindex;
+	event->rtt_ns = rtt_valid ? rtt_ns : 0;
+	event->handshake_ns = now - flow->first_syn_ns;
+	__builtin_memcpy(event->local_addr, key->local_addr, 16);
+	__builtin_memcpy(event->peer_addr, key->peer_addr, 16);
+	event->local_port_be = key->local_port_be;
+	event->peer_port_be = key->peer_port_be;
+	event->retransmits = flow->transmissions > 1 ? flow->transmissions - 1 : 0;
+	event->family = key->family;
+	event->direction = flow->direction;
+	event->outcome = outcome;
+	event->flags = rtt_valid ? FLOWLAT_EVENT_F_RTT_VALID : 0;
+	__builtin_memset(event->reserved, 0, sizeof(event->reserved));
+
+	if (ring_wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < ring_wakeup_bytes)
+		flags = BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(event, flags);
+}
+
+/*
+ * Karn's rule: after a retransmission the answer is ambiguous unless its
+ * echoed timestamp names exactly one of the transmissions we remember.
+ */
+static __always_inline bool answered_transmission(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						  const struct flowlat_flow *flow, __u64 *sent_ns)
+{
+	__u32 tsval, tsecr, matches = 0;
+
+	if (flow->transmissions <= 1) {
+		*sent_ns = flow->tx[0].sent_ns;
+		return true;
+	}
+	if (read_timestamps(skb, pkt, &tsval, &tsecr))
+		return false;
+#pragma unroll
+	for (int i = 0; i < FLOWLAT_MAX_TRANSMISSIONS; i++) {
+		if (i < flow->transmissions && flow->tx[i].has_tsval && flow->tx[i].tsval == tsecr) {
+			*sent_ns = flow->tx[i].sent_ns;
+			matches++;
+		}
+	}
+	return matches == 1;
+}
+
+/* Ends a handshake. Deleting first makes the outcome exactly-once across CPUs and the sweep. */
+static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packet *pkt,
+				   const struct flowlat_flow_key *key, struct flowlat_flow *flow,
+				   __u8 outcome)
+{
+	struct flowlat_flow copy = *flow;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 sent_ns = 0;
+	bool rtt_valid = false;
+
+	if (outcome == FLOWLAT_OUTCOME_COMPLETED)
+		rtt_valid = answered_transmission(skb, pkt, &copy, &sent_ns);
+	if (bpf_map_delete_elem(&flows, key))
+		return;
+	release_ack_filter(&copy);
+	emit(key, &copy, outcome, now, now - sent_ns, rtt_valid);
+}
+
+static __always_inline void record_transmission(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						struct flowlat_flow *flow, __u64 now)
+{
+	__u32 slot = flow->transmissions < FLOWLAT_MAX_TRANSMISSIONS ? flow->transmissions
+								    : FLOWLAT_MAX_TRANSMISSIONS - 1;
+	__u32 tsval = 0, tsecr;
+	struct flowlat_transmission *tx = &flow->tx[slot & (FLOWLAT_MAX_TRANSMISSIONS - 1)];
+
+	tx->sent_ns = now;
+	tx->has_tsval = read_timestamps(skb, pkt, &tsval, &tsecr) == 0;
+	tx->tsval = tsval;
+	if (flow->transmissions < 0xffff)
+		flow->transmissions++;
+}
+
+/* A SYN on a tuple with a pending handshake of another ISN: the old attempt was abandoned. */
+static __always_inline void abandon(const struct flowlat_flow_key *key, struct flowlat_flow *old, __u64 now)
+{
+	struct flowlat_flow copy = *old;
+
+	count(FLOWLAT_COUNTER_ABANDONED);
+	if (bpf_map_delete_elem(&flows, key))
+		return;
+	release_ack_filter(&copy);
+	/* Older ones belong to user space's timeout sweep, which may be reporting them right now. */
+	if (now - copy.first_syn_ns < handshake_timeout_ns)
+		emit(key, &copy, FLOWLAT_OUTCOME_TIMEOUT, now, 0, false);
+}
+
+static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packet *pkt, bool egress)
+{
+	struct flowlat_flow_key key;
+	struct flowlat_flow *flow;
+	__u64 now = bpf_ktime_get_ns();
+	__u8 direction = egress ? FLOWLAT_DIRECTION_OUTBOUND : FLOWLAT_DIRECTION_INBOUND;
+
+	build_key(skb, pkt, egress, &key);
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (flow) {
+		if (flow->direction == direction && flow->syn_seq == pkt->seq) {
+			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
+			if (egress)
+				record_transmission(skb, pkt, flow, now);
+			return;
+		}
+		abandon(&key, flow, now);
+	}
+
+	struct flowlat_flow fresh = {};
+
+	fresh.first_syn_ns = now;
+	fresh.syn_seq = pkt->seq;
+	fresh.direction = direction;
+	if (egress) {
+		fresh.stage = FLOWLAT_STAGE_SYN_SENT;
+		fresh.expected_ack = pkt->seq + 1;
+		record_transmission(skb, pkt, &fresh, now);
+	} else {
+		fresh.stage = FLOWLAT_STAGE_SYN_RECEIVED;
+	}
+	if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST))
+		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
+}
+
+/* Our SYN-ACK on egress: the timed packet of an inbound handshake. */
+static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct tcp_packet *pkt)
+{
+	struct flowlat_flow_key key;
+	struct flowlat_flow *flow;
+
+	build_key(skb, pkt, true, &key);
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (!flow || flow->direction != FLOWLAT_DIRECTION_INBOUND || pkt->ack != flow->syn_seq + 1)
+		return;
+	if (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED) {
+		flow->expected_ack = pkt->seq + 1;
+		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
+		flow->ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be,
+							key.peer_port_be);
+		/* Stage last: the ACK path trusts expected_ack once it sees SYNACK_SENT. */
+		flow->stage = FLOWLAT_STAGE_SYNACK_SENT;
+		__sync_fetch_and_add(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+	} else if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq + 1 == flow->expected_ack) {
+		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
+	}
+}
+
+/* The peer's SYN-ACK on ingress completes an outbound handshake. */
+static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const struct tcp_packet *pkt)
+{
+	struct flowlat_flow_key key;
+	struct flowlat_flow *flow;
+
+	build_key(skb, pkt, false, &key);
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && pkt->ack == flow->expected_ack)
+		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
+}
+
+/*
+ * An RST-ACK that acknowledges the SYN refuses it: on ingress from the peer
+ * (outbound), on egress from our own stack (inbound). Other RSTs are ignored,
+ * which also keeps blind resets from ending a handshake.
+ */
+static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packet *pkt, bool egress)
+{
+	struct flowlat_flow_key key;
+	struct flowlat_flow *flow;
+
+	if (!(pkt->flags & TCP_FLAG_ACK))
+		return;
+	build_key(skb, pkt, egress, &key);
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (!flow || pkt->ack != flow->syn_seq + 1)
+		return;
+	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
+		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND)
+		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_REFUSED);
+}
+
+/* The client's ACK of our SYN-ACK completes an inbound handshake. */
+static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_packet *pkt)
+{
+	struct flowlat_flow_key key;
+	struct flowlat_flow *flow;
+	__u32 fold;
+
+	if (fold_packet_addresses(skb, pkt, &fold))
+		return;
+	/* The fast path: established flows stop here with one load. */
+	if (!ack_filter[ack_bucket_of(fold, pkt->dport_be, pkt->sport_be)])
+		return;
+	if (load_seq_ack(skb, pkt))
+		return;
+	build_key(skb, pkt, false, &key);
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack)
+		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, bool egress)
+{
+	struct tcp_packet pkt;
+	__u8 handshake_flags;
+
+	if (parse_tcp(skb, &pkt))
+		return TC_ACT_UNSPEC;
+	handshake_flags = pkt.flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK);
+
+	if (handshake_flags == TCP_FLAG_ACK) {
+		if (!egress)
+			on_ack_received(skb, &pkt);
+		return TC_ACT_UNSPEC;
+	}
+	if (!(handshake_flags & (TCP_FLAG_SYN | TCP_FLAG_RST)))
+		return TC_ACT_UNSPEC;
+	if (load_seq_ack(skb, &pkt))
+		return TC_ACT_UNSPEC;
+
+	if (handshake_flags == TCP_FLAG_SYN)
+		on_syn(skb, &pkt, egress);
+	else if (handshake_flags == (TCP_FLAG_SYN | TCP_FLAG_ACK))
+		egress ? on_syn_ack_sent(skb, &pkt) : on_syn_ack_received(skb, &pkt);
+	else if (handshake_flags & TCP_FLAG_RST)
+		on_rst(skb, &pkt, egress);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int flowlat_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, false);
+}
+
+SEC("tc")
+int flowlat_egress(struct __sk_buff *skb)
+{
+	return handle(skb, true);
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one definition of everything that crosses the kernel/user boundary.
+ * Included by bpf/flowlat.bpf.c (clang -target bpf) and by the C++ daemon,
+ * which pins every size with static_assert. Multi-byte fields are in host
+ * byte order unless their name ends in _be.
+ */
+#ifndef FLOWLAT_H
+#define FLOWLAT_H
+
+#ifdef __cplusplus
+#include <linux/types.h>
+#endif
+
+/* Default bounds; both can be changed before load (flow_table_size, ring_buffer_size). */
+#define FLOWLAT_DEFAULT_FLOW_TABLE_SIZE 65536u
+#define FLOWLAT_DEFAULT_RING_BUFFER_SIZE (4u * 1024u * 1024u)
+#define FLOWLAT_DEFAULT_HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
+
+/*
+ * Inbound ACKs of established flows must not each cost a hash lookup, so the
+ * probe keeps a counting filter: one counter per bucket of flows whose SYN-ACK
+ * went out and whose ACK is awaited. A zero bucket means "no lookup needed".
+ */
+#define FLOWLAT_ACK_FILTER_BUCKETS 4096u /* power of two */
+
+/* Transmissions of the timed packet (SYN or SYN-ACK) remembered for Karn's rule. */
+#define FLOWLAT_MAX_TRANSMISSIONS 4u
+
+enum flowlat_direction {
+	FLOWLAT_DIRECTION_OUTBOUND = 0, /* SYN seen on egress: we are the client */
+	FLOWLAT_DIRECTION_INBOUND = 1,  /* SYN seen on ingress: we are the server */
+};
+
+enum flowlat_outcome {
+	FLOWLAT_OUTCOME_COMPLETED = 0,
+	FLOWLAT_OUTCOME_REFUSED = 1,
+	FLOWLAT_OUTCOME_TIMEOUT = 2,
+};
+
+enum flowlat_family {
+	FLOWLAT_FAMILY_IPV4 = 4,
+	FLOWLAT_FAMILY_IPV6 = 6,
+};
+
+enum flowlat_event_type {
+	FLOWLAT_EVENT_HANDSHAKE = 1,
+};
+
+/* flowlat_event.flags */
+#define FLOWLAT_EVENT_F_RTT_VALID 0x1u /* rtt_ns is an unambiguous sample */
+
+/* Inbound handshake stages (flowlat_flow.stage). Outbound flows stay in SYN_SENT. */
+enum flowlat_stage {
+	FLOWLAT_STAGE_SYN_SENT = 0,     /* outbound: our SYN left, awaiting SYN-ACK */
+	FLOWLAT_STAGE_SYN_RECEIVED = 1, /* inbound: client SYN arrived, our SYN-ACK not yet seen */
+	FLOWLAT_STAGE_SYNACK_SENT = 2,  /* inbound: our SYN-ACK left, awaiting the client's ACK */
+};
+
+/*
+ * A flow is keyed from the host's point of view, so both directions of a
+ * packet stream hash to the same entry. IPv4 addresses occupy the first four
+ * bytes of the 16-byte fields; the rest is zero.
+ */
+struct flowlat_flow_key {
+	__u8 local_addr[16];
+	__u8 peer_addr[16];
+	__u16 local_port_be;
+	__u16 peer_port_be;
+	__u32 ifindex;
+	__u8 family; /* enum flowlat_family */
+	__u8 reserved[3];
+};
+
+struct flowlat_transmission {
+	__u64 sent_ns; /* bpf_ktime_get_ns() when the timed packet passed the hook */
+	__u32 tsval;   /* its TCP timestamp value; meaningful only when has_tsval */
+	__u32 has_tsval;
+};
+
+/* A handshake in progress. */
+struct flowlat_flow {
+	__u64 first_syn_ns; /* first SYN seen: the start of handshake_ns */
+	struct flowlat_transmission tx[FLOWLAT_MAX_TRANSMISSIONS];
+	__u32 syn_seq;      /* the client's ISN */
+	__u32 expected_ack; /* ack that completes the handshake: timed packet's seq + 1 */
+	__u16 transmissions; /* how often the timed packet was sent; 0 while SYN_RECEIVED */
+	__u8 direction;      /* enum flowlat_direction */
+	__u8 stage;          /* enum flowlat_stage */
+	__u32 ack_filter_bucket; /* counting-filter bucket held while SYNACK_SENT */
+};
+
+/* Every ring buffer record starts with this header. */
+struct flowlat_event_header {
+	__u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) of the outcome */
+	__u32 type;  /* enum flowlat_event_type */
+	__u32 ifindex;
+};
+
+struct flowlat_event {
+	struct flowlat_event_header header;
+	__u64 rtt_ns;       /* valid only when flags & FLOWLAT_EVENT_F_RTT_VALID */
+	__u64 handshake_ns; /* first SYN to the answer (or to the sweep, for a timeout) */
+	__u8 local_addr[16];
+	__u8 peer_addr[16];
+	__u16 local_port_be;
+	__u16 peer_port_be;
+	__u16 retransmits; /* SYN retransmissions (outbound) or SYN-ACK retransmissions (inbound) */
+	__u8 family;       /* enum flowlat_family */
+	__u8 direction;    /* enum flowlat_direction */
+	__u8 outcome;      /* enum flowlat_outcome */
+	__u8 flags;        /* FLOWLAT_EVENT_F_* */
+	__u8 reserved[6];
+};
+
+/* Indexes into the per-CPU counters array. */
+enum flowlat_counter {
+	FLOWLAT_COUNTER_EVENTS_LOST = 0,     /* ring buffer full */
+	FLOWLAT_COUNTER_FLOW_TABLE_FULL = 1, /* a new handshake found no room */
+	FLOWLAT_COUNTER_PACKETS_MALFORMED = 2, /* headers truncated or invalid */
+	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
+	FLOWLAT_COUNTER_MAX = 4,
+};
+
+#endif /* FLOWLAT_H */

@@ -1,0 +1,92 @@
+// flowlatd's configuration as plain structs, plus strict YAML parsing and validation.
+// Parsing is implemented in config.cpp; the structs are the contract for every other module.
+#pragma once
+
+#include "handshake_event.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flowlat::config {
+
+// An address prefix such as 10.0.0.0/8 or fd00::/8. `address` is masked to `length` bits.
+struct Cidr {
+    Family family{Family::ipv4};
+    IpAddress address{};
+    std::uint8_t length{0};
+
+    bool contains(Family f, const IpAddress& a) const;
+    std::string to_string() const; // "10.0.0.0/8"
+    friend bool operator==(const Cidr&, const Cidr&) = default;
+};
+
+// Parses "10.1.2.3/24" or "fd00::/8" (host bits are cleared); nullopt on error.
+std::optional<Cidr> parse_cidr(std::string_view text);
+
+struct PeerGroup {
+    std::string name;
+    std::vector<Cidr> cidrs;
+};
+
+// Prefix lengths that peers outside every group are folded to.
+struct PeerFolding {
+    std::uint8_t outbound_ipv4{32};
+    std::uint8_t outbound_ipv6{128};
+    std::uint8_t inbound_ipv4{24};
+    std::uint8_t inbound_ipv6{48};
+};
+
+// Which server ports keep their own label; every other port becomes "other".
+struct PortSelection {
+    std::vector<std::uint16_t> include;           // always labelled
+    bool all_outside_ephemeral{true};             // and every port outside the ephemeral range
+    std::uint16_t ephemeral_low{32768};           // default from /proc/sys/net/ipv4/ip_local_port_range
+    std::uint16_t ephemeral_high{60999};
+
+    bool labelled(std::uint16_t port) const;
+};
+
+struct Config {
+    std::string source; // file path, or "<embedded default>"
+    std::vector<std::string> interfaces; // names or globs; empty: the default route's interfaces
+    std::vector<std::string> listen_addresses{":10435"};
+    std::vector<double> buckets;         // seconds, strictly increasing; see default_buckets()
+    std::vector<PeerGroup> peer_groups;
+    PeerFolding peer_folding;
+    PortSelection ports;
+    std::size_t max_series{2000};
+    std::chrono::seconds series_ttl{3600}; // 0: never expire
+    std::chrono::milliseconds handshake_timeout{10000};
+    std::uint32_t flow_table_size{65536};
+    std::uint32_t ring_buffer_size{4u * 1024u * 1024u};
+    std::string log_level{"info"};
+};
+
+// Exponential from 50 µs to 10 s, written as exact decimals.
+std::vector<double> default_buckets();
+
+// The configuration used when no file exists and none was named.
+Config embedded_default();
+
+struct Diagnostic {
+    std::string file;
+    int line{0};   // 1-based; 0 when unknown
+    int column{0}; // 1-based; 0 when unknown
+    std::string key; // dotted path, e.g. "peer_groups.db[1]"
+    std::string message;
+
+    std::string to_string() const; // "file:line:column: key: message"
+};
+
+struct ParseResult {
+    std::optional<Config> config; // set only when diagnostics is empty
+    std::vector<Diagnostic> diagnostics;
+};
+
+ParseResult parse_config_text(const std::string& text, const std::string& file_name);
+ParseResult load_config_file(const std::string& path);
+
+} // namespace flowlat::config
