@@ -1,0 +1,68 @@
+// The probe's kernel objects: load the embedded BPF skeleton, size its maps, read its counters.
+// Open → set rodata and map sizes → load; attaching lives in tc_attachment.hpp.
+#pragma once
+
+#include "result.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+struct flowlat_probe; // the bpftool skeleton (flowlat_probe.skel.h), kept out of this header
+
+namespace flowlat::probe {
+
+struct ProbeOptions {
+    std::uint32_t flow_table_size{65536};
+    std::uint32_t ring_buffer_size{4u * 1024u * 1024u};
+    std::uint64_t handshake_timeout_ns{10'000'000'000ull};
+    // Wake the reader only when this much is queued; it also drains on a timer. 0: every event.
+    std::uint32_t ring_wakeup_bytes{0};
+};
+
+struct ProbeCounters {
+    std::uint64_t events_lost{0};
+    std::uint64_t flow_table_full{0};
+    std::uint64_t packets_malformed{0};
+    std::uint64_t handshakes_abandoned{0};
+};
+
+// Raised to the caller as the one line flowlatd prints before exiting 2.
+struct LoadError {
+    std::string message;
+    std::string verifier_log_tail; // empty unless the kernel rejected the program
+};
+
+class Probe {
+public:
+    static Result<std::unique_ptr<Probe>> load(const ProbeOptions& options, LoadError* load_error);
+    ~Probe();
+    Probe(const Probe&) = delete;
+    Probe& operator=(const Probe&) = delete;
+
+    const ProbeOptions& options() const { return options_; }
+    int ingress_program_fd() const;
+    int egress_program_fd() const;
+    int flow_table_fd() const;
+    int ring_buffer_fd() const;
+    ProbeCounters read_counters() const;
+    // The sweep times out a flow that held a counting-filter bucket: give the bucket back.
+    void release_ack_filter_bucket(std::uint32_t bucket);
+    std::uint32_t ack_filter_bucket_value(std::uint32_t bucket) const;
+
+private:
+    Probe(::flowlat_probe* skeleton, ProbeOptions options);
+    ::flowlat_probe* skeleton_;
+    ProbeOptions options_;
+};
+
+// Routes libbpf's messages to spdlog; call once at start-up.
+void route_libbpf_logging();
+
+// Which capabilities are missing for loading and attaching (empty when all are there).
+std::string missing_capabilities();
+
+// libbpf's version as "1.1".
+std::string libbpf_version();
+
+} // namespace flowlat::probe
