@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace flowlat::config {
@@ -24,6 +25,8 @@ struct Cidr {
 };
 
 // Parses "10.1.2.3/24" or "fd00::/8" (host bits are cleared); nullopt on error.
+// The prefix length is required. An IPv4 prefix never contains an IPv6 address, not even
+// an IPv4-mapped one: contains() compares the family first.
 std::optional<Cidr> parse_cidr(std::string_view text);
 
 struct PeerGroup {
@@ -46,8 +49,20 @@ struct PortSelection {
     std::uint16_t ephemeral_low{32768};           // default from /proc/sys/net/ipv4/ip_local_port_range
     std::uint16_t ephemeral_high{60999};
 
+    // True for an included port, or (when all_outside_ephemeral) a port outside
+    // [ephemeral_low, ephemeral_high]. Port 0 is never a server port: always false.
     bool labelled(std::uint16_t port) const;
 };
+
+struct PortRange {
+    std::uint16_t low{32768};
+    std::uint16_t high{60999};
+};
+
+// The kernel's ephemeral port range as read from `path`; 32768-60999 when the file is
+// missing or does not hold two ports LOW <= HIGH.
+PortRange system_ephemeral_range(
+    const std::string& path = "/proc/sys/net/ipv4/ip_local_port_range");
 
 struct Config {
     std::string source; // file path, or "<embedded default>"
@@ -78,7 +93,9 @@ struct Diagnostic {
     std::string key; // dotted path, e.g. "peer_groups.db[1]"
     std::string message;
 
-    std::string to_string() const; // "file:line:column: key: message"
+    // "file:line:column: key: message"; ":line:column" is left out when line is 0 and
+    // "key: " when key is empty (e.g. "/etc/flowlatd.yaml: cannot read: No such file...").
+    std::string to_string() const;
 };
 
 struct ParseResult {
@@ -86,7 +103,23 @@ struct ParseResult {
     std::vector<Diagnostic> diagnostics;
 };
 
+// Both collect every problem in the file, sorted by position, rather than stopping at the
+// first. Keys that are absent (or sections and lists left empty, `key:`) keep their
+// defaults; the ephemeral range defaults to system_ephemeral_range().
 ParseResult parse_config_text(const std::string& text, const std::string& file_name);
 ParseResult load_config_file(const std::string& path);
+
+// Checks a Config that did not come from a file, or was changed after parsing (command-line
+// flags override file keys): call it after applying overrides. Diagnostics carry
+// config.source and the key, with line 0. The parser runs the same checks, with positions.
+std::vector<Diagnostic> validate(const Config& config);
+
+// Prometheus-style durations: one or more NUMBER UNIT parts with units in the order
+// y, w, d, h, m, s, ms, each at most once ("1h30m", "90s", "500ms"), or a bare "0".
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+std::string format_duration(std::chrono::milliseconds duration); // "1h30m", "0s"
+
+// A byte count: digits with an optional KiB, MiB or GiB suffix ("4096", "4MiB").
+std::optional<std::uint64_t> parse_size(std::string_view text);
 
 } // namespace flowlat::config
