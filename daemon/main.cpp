@@ -1,1 +1,39 @@
-int main() { return 0; }
+// flowlatd: wiring and exit codes only; every job lives in its own module.
+#include "cli.hpp"
+#include "logging.hpp"
+#include "print_mode.hpp"
+#include "probe.hpp"
+
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+#ifndef FLOWLAT_VERSION
+#define FLOWLAT_VERSION "0.0.0"
+#endif
+
+int main(int argc, char** argv)
+{
+    std::vector<std::string_view> arguments(argv + 1, argv + argc);
+    auto parsed = flowlat::cli::parse_arguments(arguments);
+    if (!parsed) {
+        std::fprintf(stderr, "flowlatd: %s\n", parsed.error().message().c_str());
+        return 2;
+    }
+    const flowlat::cli::Options& options = parsed.value();
+    if (options.help) {
+        std::fputs(flowlat::cli::usage().c_str(), stdout);
+        return 0;
+    }
+    if (options.version) {
+        std::printf("flowlatd %s (libbpf %s)\n", FLOWLAT_VERSION, flowlat::probe::libbpf_version().c_str());
+        return 0;
+    }
+
+    flowlat::logging::setup(options.log_level.value_or("info"));
+    flowlat::probe::route_libbpf_logging();
+
+    if (options.print) return flowlat::run_print_mode(options);
+    std::fprintf(stderr, "flowlatd: daemon mode is not built yet; use --print\n");
+    return 2;
+}

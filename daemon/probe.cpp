@@ -24,6 +24,7 @@ namespace {
 std::mutex log_mutex;
 std::deque<std::string>* capture = nullptr;
 constexpr std::size_t verifier_tail_lines = 25;
+thread_local int quiet_depth = 0;
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args)
 {
@@ -40,7 +41,12 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
         }
     }
     switch (level) {
-    case LIBBPF_WARN: spdlog::warn("libbpf: {}", line); break;
+    case LIBBPF_WARN:
+        if (quiet_depth > 0)
+            spdlog::debug("libbpf: {}", line);
+        else
+            spdlog::warn("libbpf: {}", line);
+        break;
     case LIBBPF_INFO: spdlog::debug("libbpf: {}", line); break;
     case LIBBPF_DEBUG: spdlog::trace("libbpf: {}", line); break;
     }
@@ -89,6 +95,16 @@ private:
 };
 
 } // namespace
+
+QuietLibbpf::QuietLibbpf()
+{
+    ++quiet_depth;
+}
+
+QuietLibbpf::~QuietLibbpf()
+{
+    --quiet_depth;
+}
 
 void route_libbpf_logging()
 {

@@ -59,6 +59,16 @@ private:
 // Routes libbpf's messages to spdlog; call once at start-up.
 void route_libbpf_logging();
 
+// While alive, libbpf's warnings on this thread are logged at debug level: for probing
+// calls whose failure is an expected answer (e.g. "is there a clsact qdisc?").
+class QuietLibbpf {
+public:
+    QuietLibbpf();
+    ~QuietLibbpf();
+    QuietLibbpf(const QuietLibbpf&) = delete;
+    QuietLibbpf& operator=(const QuietLibbpf&) = delete;
+};
+
 // Which capabilities are missing for loading and attaching (empty when all are there).
 std::string missing_capabilities();
 

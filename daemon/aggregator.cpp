@@ -1,0 +1,217 @@
+#include "aggregator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace flowlat::aggregation {
+
+namespace {
+
+std::vector<std::uint64_t> to_ns(const std::vector<double>& bounds)
+{
+    std::vector<std::uint64_t> ns;
+    ns.reserve(bounds.size());
+    for (double bound : bounds) {
+        if (!(bound > 0) || !std::isfinite(bound) || bound > 1e9)
+            throw std::invalid_argument("histogram bucket bounds must be finite, positive seconds");
+        ns.push_back(static_cast<std::uint64_t>(std::llround(bound * 1e9)));
+    }
+    if (!std::is_sorted(ns.begin(), ns.end()) ||
+        std::adjacent_find(ns.begin(), ns.end()) != ns.end())
+        throw std::invalid_argument("histogram bucket bounds must be strictly increasing (at ns resolution)");
+    return ns;
+}
+
+std::string join(const std::vector<double>& values)
+{
+    std::string text;
+    for (double value : values) {
+        if (!text.empty()) text += ", ";
+        text += std::to_string(value);
+    }
+    return "[" + text + "]";
+}
+
+} // namespace
+
+Settings Settings::from(const config::Config& config)
+{
+    Settings settings;
+    settings.buckets = config.buckets.empty() ? config::default_buckets() : config.buckets;
+    settings.max_series = config.max_series;
+    settings.series_ttl = config.series_ttl;
+    return settings;
+}
+
+std::span<const std::uint64_t> Snapshot::rtt_buckets(std::size_t i) const
+{
+    return {buckets.data() + i * stride(), bounds.size() + 1};
+}
+
+std::span<const std::uint64_t> Snapshot::duration_buckets(std::size_t i) const
+{
+    return {buckets.data() + i * stride() + bounds.size() + 1, bounds.size() + 1};
+}
+
+std::size_t bucket_index(const std::vector<std::uint64_t>& bounds_ns, std::uint64_t value_ns)
+{
+    return static_cast<std::size_t>(
+        std::lower_bound(bounds_ns.begin(), bounds_ns.end(), value_ns) - bounds_ns.begin());
+}
+
+Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
+    : policy_(std::move(policy)),
+      bounds_(std::move(settings.buckets)),
+      bounds_ns_(to_ns(bounds_)),
+      max_series_(settings.max_series),
+      ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull)
+{
+    for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
+    index_.reserve(max_series_ + 64);
+}
+
+std::uint16_t Aggregator::intern_group(const std::string& name)
+{
+    const auto it = std::find(group_names_.begin(), group_names_.end(), name);
+    if (it != group_names_.end()) return static_cast<std::uint16_t>(it - group_names_.begin());
+    if (group_names_.size() > std::numeric_limits<std::uint16_t>::max())
+        throw std::length_error("too many distinct peer group names");
+    group_names_.push_back(name);
+    return static_cast<std::uint16_t>(group_names_.size() - 1);
+}
+
+std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
+{
+    auto it = index_.find(key);
+    if (it != index_.end()) return it->second;
+
+    if (index_.size() >= max_series_ && key.peer_kind != labels::PeerKind::other) {
+        // Keep interface, direction, family and port; only the peer is given up.
+        ++overflow_;
+        key.peer_kind = labels::PeerKind::other;
+        key.group = 0;
+        key.prefix_length = 0;
+        key.address = {};
+        it = index_.find(key);
+        if (it != index_.end()) return it->second;
+    }
+
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::uint32_t slot;
+    if (!free_slots_.empty()) {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+        slots_[slot] = SeriesCounters{};
+        live_[slot] = true;
+        std::fill_n(buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride), stride, 0);
+    } else {
+        slot = static_cast<std::uint32_t>(slots_.size());
+        slots_.emplace_back();
+        live_.push_back(true);
+        buckets_.resize(buckets_.size() + stride, 0);
+    }
+    slots_[slot].key = key;
+    index_.emplace(key, slot);
+    return slot;
+}
+
+void Aggregator::add(std::span<const HandshakeEvent> events)
+{
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::lock_guard lock(mutex_);
+    for (const auto& event : events) {
+        auto key = policy_.classify(event);
+        if (key.peer_kind == labels::PeerKind::group) key.group = group_ids_[key.group];
+        const auto slot = find_or_create(key);
+        auto& series = slots_[slot];
+        std::uint64_t* buckets = buckets_.data() + slot * stride;
+
+        ++series.handshakes[static_cast<std::size_t>(event.outcome)];
+        series.syn_retransmits += event.retransmits;
+        if (event.rtt_ns) {
+            ++series.rtt_count;
+            series.rtt_sum_ns += *event.rtt_ns;
+            ++buckets[bucket_index(bounds_ns_, *event.rtt_ns)];
+        }
+        // Duration observes completed handshakes only: a refusal's SYN-to-RST time and a
+        // timeout's configured deadline are different distributions (see docs/metrics.md).
+        if (event.outcome == Outcome::completed) {
+            ++series.duration_count;
+            series.duration_sum_ns += event.handshake_ns;
+            ++buckets[bounds_.size() + 1 + bucket_index(bounds_ns_, event.handshake_ns)];
+        }
+        series.last_update_ns = std::max(series.last_update_ns, event.monotonic_ns);
+    }
+}
+
+std::size_t Aggregator::expire(std::uint64_t now_ns)
+{
+    std::lock_guard lock(mutex_);
+    if (ttl_ns_ == 0) return 0;
+    std::size_t removed = 0;
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot] || now_ns <= slots_[slot].last_update_ns + ttl_ns_) continue;
+        index_.erase(slots_[slot].key);
+        live_[slot] = false;
+        free_slots_.push_back(slot);
+        ++removed;
+    }
+    return removed;
+}
+
+void Aggregator::set_policy(labels::LabelPolicy policy)
+{
+    std::lock_guard lock(mutex_);
+    policy_ = std::move(policy);
+    group_ids_.clear();
+    for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
+}
+
+std::vector<std::string> Aggregator::set_settings(const Settings& settings)
+{
+    std::vector<std::string> warnings;
+    std::lock_guard lock(mutex_);
+    max_series_ = settings.max_series;
+    ttl_ns_ = static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull;
+    if (settings.buckets != bounds_) {
+        warnings.push_back("histogram buckets changed from " + join(bounds_) + " to " +
+                           join(settings.buckets) +
+                           "; existing counts cannot be re-bucketed, the new buckets apply after a restart");
+    }
+    return warnings;
+}
+
+Snapshot Aggregator::snapshot() const
+{
+    Snapshot snap;
+    std::lock_guard lock(mutex_);
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    snap.bounds = bounds_;
+    snap.group_names = group_names_;
+    snap.series_overflow = overflow_;
+    snap.series.reserve(index_.size());
+    snap.buckets.reserve(index_.size() * stride);
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot]) continue;
+        snap.series.push_back(slots_[slot]);
+        const auto first = buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride);
+        snap.buckets.insert(snap.buckets.end(), first, first + static_cast<std::ptrdiff_t>(stride));
+    }
+    return snap;
+}
+
+std::size_t Aggregator::series_count() const
+{
+    std::lock_guard lock(mutex_);
+    return index_.size();
+}
+
+std::uint64_t Aggregator::series_overflow() const
+{
+    std::lock_guard lock(mutex_);
+    return overflow_;
+}
+
+} // namespace flowlat::aggregation

@@ -1,0 +1,105 @@
+// Label policy: turns a handshake event into a compact, hashable series key, and a
+// series key back into label values. The per-event path (classify) does no string work.
+#pragma once
+
+#include "config.hpp"
+#include "handshake_event.hpp"
+
+#include <bitset>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace flowlat::labels {
+
+enum class PeerKind : std::uint8_t {
+    group,  // SeriesKey::group names a peer group
+    prefix, // SeriesKey::address/prefix_length is a folded prefix
+    other,  // the overflow series (max_series reached)
+};
+
+// One label set of the RTT metrics. 32 bytes, no implicit padding, so the defaulted
+// equality and the hash agree byte for byte. Unused fields are zero.
+struct SeriesKey {
+    std::uint32_t ifindex{0};
+    std::uint16_t port{0};  // server port; 0 together with port_other
+    std::uint16_t group{0}; // peer group id when peer_kind == group
+    Direction direction{Direction::outbound};
+    Family family{Family::ipv4};
+    PeerKind peer_kind{PeerKind::other};
+    std::uint8_t prefix_length{0}; // when peer_kind == prefix
+    std::uint8_t port_other{0};    // 1: port label is "other"
+    std::uint8_t reserved[3]{};
+    IpAddress address{}; // masked to prefix_length when peer_kind == prefix
+
+    friend bool operator==(const SeriesKey&, const SeriesKey&) = default;
+};
+static_assert(sizeof(SeriesKey) == 32);
+
+struct SeriesKeyHash {
+    std::size_t operator()(const SeriesKey& key) const noexcept;
+};
+
+// Label values of one series, in the order of kLabelNames.
+struct LabelValues {
+    std::string interface;
+    std::string direction;
+    std::string family;
+    std::string peer;
+    std::string port;
+
+    friend auto operator<=>(const LabelValues&, const LabelValues&) = default;
+};
+inline constexpr const char* kLabelNames[] = {"interface", "direction", "family", "peer", "port"};
+
+// ifindex -> interface name. The daemon sets names on attach; a name stays known after
+// the interface vanishes, so series created before keep their label. Thread safe.
+class InterfaceNames {
+public:
+    void set(std::uint32_t ifindex, std::string name);
+    std::string name(std::uint32_t ifindex) const; // unknown: the ifindex in decimal
+    std::unordered_map<std::uint32_t, std::string> copy() const;
+
+private:
+    mutable std::mutex mutex_;
+    std::unordered_map<std::uint32_t, std::string> names_;
+};
+
+// Masks `address` to its first `length` bits (length is clamped to the family's width).
+IpAddress mask_address(Family family, const IpAddress& address, std::uint8_t length);
+
+// Peer label text: group name, "a.b.c.d" for /32, full IPv6 for /128, else "net/len",
+// "other" for the overflow series. `group_names` is indexed by SeriesKey::group.
+std::string peer_label(const SeriesKey& key, const std::vector<std::string>& group_names);
+
+LabelValues render_labels(const SeriesKey& key, const std::vector<std::string>& group_names,
+                          const std::unordered_map<std::uint32_t, std::string>& interfaces);
+
+// Built once per configuration (startup or reload); classify() is const and cheap.
+class LabelPolicy {
+public:
+    explicit LabelPolicy(const config::Config& config);
+
+    // Group ids in the returned key index group_names().
+    SeriesKey classify(const HandshakeEvent& event) const;
+
+    const std::vector<std::string>& group_names() const { return group_names_; }
+
+private:
+    struct GroupPrefix {
+        Family family;
+        std::uint8_t length;
+        std::uint16_t group;
+        IpAddress address; // masked
+    };
+
+    std::vector<GroupPrefix> group_prefixes_; // configuration order: first match wins
+    std::vector<std::string> group_names_;
+    config::PeerFolding folding_;
+    std::bitset<65536> labelled_ports_; // PortSelection::labelled(), precomputed
+};
+
+} // namespace flowlat::labels

@@ -1,0 +1,53 @@
+// Metrics exposition: renders an aggregator snapshot, the daemon's operational state and
+// the process metrics as Prometheus text format 0.0.4. The serializer is private to this
+// module; callers only see render_metrics().
+#pragma once
+
+#include "aggregator.hpp"
+#include "label_policy.hpp"
+#include "process_metrics.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flowlat::exposition {
+
+inline constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+struct BuildInfo {
+    std::string version;
+    std::string revision;
+    std::string libbpf_version;
+};
+
+struct ProbeState {
+    std::string interface;
+    bool attached{false};
+};
+
+// Everything on /metrics that does not come from the aggregator or /proc. Counters here
+// are the probe's own (per-CPU sums) and must only grow while the probe is loaded.
+struct OperationalSnapshot {
+    std::uint64_t events_lost{0};
+    std::uint64_t flow_table_entries{0};
+    std::uint64_t flow_table_size{0};
+    std::uint64_t flow_table_full{0};
+    std::uint64_t packets_malformed{0};
+    std::uint64_t handshakes_abandoned{0};
+    std::vector<ProbeState> probes;
+    bool config_reload_ok{true};
+    double config_reload_success_timestamp{0}; // seconds since the Unix epoch
+    BuildInfo build;
+};
+
+// flowlat_series_overflow_total comes from `series` (the aggregator counts it).
+// Series whose rendered labels coincide (an interface re-created under a new ifindex) are
+// summed into one. Output is sorted by label values, so it is deterministic.
+std::string render_metrics(const aggregation::Snapshot& series,
+                           const labels::InterfaceNames& interfaces,
+                           const OperationalSnapshot& operational,
+                           const std::optional<process::ProcessMetrics>& process);
+
+} // namespace flowlat::exposition

@@ -1,0 +1,53 @@
+// One loaded probe with its attachments, ring reader and timeout sweep, driven by an EventLoop.
+// `--print` and the daemon both run through this, so they measure identically.
+#pragma once
+
+#include "event_loop.hpp"
+#include "event_reader.hpp"
+#include "interfaces.hpp"
+#include "probe.hpp"
+#include "tc_attachment.hpp"
+#include "timeout_sweeper.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace flowlat::probe {
+
+class ProbeSession {
+public:
+    // Loads the probe; on a kernel rejection *load_error carries the verifier log's tail.
+    static Result<std::unique_ptr<ProbeSession>> start(const ProbeOptions& options, EventLoop& loop,
+                                                       EventSink sink, LoadError* load_error);
+    ~ProbeSession();
+
+    Status attach(const interfaces::Interface& interface);
+    void detach(const std::string& name);
+    void detach_all();
+    bool attached(const std::string& name) const { return attachments_.count(name) != 0; }
+    std::vector<interfaces::Interface> attached_interfaces() const;
+    // Name of an ifindex seen since start, even if it has been detached since.
+    std::string interface_name(unsigned ifindex) const;
+
+    Probe& probe() { return *probe_; }
+    const Probe& probe() const { return *probe_; }
+    std::uint64_t flow_table_entries() const { return sweeper_->last_entry_count(); }
+    std::uint64_t ring_records_malformed() const { return reader_->malformed_records(); }
+    // Drains the ring and runs a sweep now (shutdown, tests).
+    void flush();
+
+private:
+    ProbeSession() = default;
+    void sweep();
+
+    std::unique_ptr<Probe> probe_;
+    std::unique_ptr<EventReader> reader_;
+    std::unique_ptr<TimeoutSweeper> sweeper_;
+    EventSink sink_;
+    std::map<std::string, std::unique_ptr<TcAttachment>> attachments_;
+    std::map<unsigned, std::string> names_;
+};
+
+} // namespace flowlat::probe

@@ -1,0 +1,191 @@
+#include "tc_attachment.hpp"
+
+#include "probe.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <tuple>
+
+namespace flowlat::probe {
+
+namespace {
+
+// Values from the kernel's enum bpf_attach_type (6.6+); libbpf 1.1's headers predate them.
+constexpr int attach_tcx_ingress = 46;
+constexpr int attach_tcx_egress = 47;
+
+// flowlatd's fixed clsact slot, so a restart finds and replaces what a killed instance left.
+constexpr __u32 clsact_handle = 0xf10a;
+constexpr __u32 clsact_priority = 0xf10a;
+
+bool is_flowlat_program_id(__u32 program_id)
+{
+    const int fd = bpf_prog_get_fd_by_id(program_id);
+    if (fd < 0) return false;
+    bpf_prog_info info{};
+    __u32 length = sizeof(info);
+    const bool ours = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 &&
+                      (std::strcmp(info.name, "flowlat_ingress") == 0 ||
+                       std::strcmp(info.name, "flowlat_egress") == 0);
+    ::close(fd);
+    return ours;
+}
+
+bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point point)
+{
+    bpf_tc_hook hook{};
+    hook.sz = sizeof(hook);
+    hook.ifindex = static_cast<int>(ifindex);
+    hook.attach_point = point;
+    return hook;
+}
+
+bpf_tc_opts make_opts(int program_fd = 0)
+{
+    bpf_tc_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.handle = clsact_handle;
+    opts.priority = clsact_priority;
+    opts.prog_fd = program_fd;
+    return opts;
+}
+
+// Another live flowlatd already holds a TCX link here: two probes would double-count.
+int count_flowlat_tcx_programs(unsigned ifindex, int attach_type)
+{
+    std::array<__u32, 64> ids{};
+    __u32 count = ids.size();
+    __u32 flags = 0;
+    if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(attach_type), 0, &flags,
+                       ids.data(), &count) != 0)
+        return 0;
+    int ours = 0;
+    for (__u32 i = 0; i < count && i < ids.size(); ++i) ours += is_flowlat_program_id(ids[i]) ? 1 : 0;
+    return ours;
+}
+
+} // namespace
+
+std::string_view to_string(AttachMode mode)
+{
+    return mode == AttachMode::tcx ? "tcx" : "clsact";
+}
+
+int remove_stale_clsact_filters(unsigned ifindex)
+{
+    QuietLibbpf quiet;
+    int removed = 0;
+    for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+        bpf_tc_hook hook = make_hook(ifindex, point);
+        bpf_tc_opts query = make_opts();
+        if (bpf_tc_query(&hook, &query) != 0) continue; // no clsact, or nothing in our slot
+        if (!is_flowlat_program_id(query.prog_id)) continue;
+        bpf_tc_opts detach = make_opts();
+        if (bpf_tc_detach(&hook, &detach) == 0) ++removed;
+    }
+    return removed;
+}
+
+Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, const std::string& interface,
+                                                           unsigned ifindex)
+{
+    std::unique_ptr<TcAttachment> attachment(new TcAttachment(interface, ifindex));
+    if (int removed = remove_stale_clsact_filters(ifindex); removed > 0)
+        spdlog::warn("{}: removed {} clsact filter(s) left by an earlier flowlatd", interface, removed);
+
+    if (count_flowlat_tcx_programs(ifindex, attach_tcx_ingress) > 0 ||
+        count_flowlat_tcx_programs(ifindex, attach_tcx_egress) > 0)
+        return Error{"attach to " + interface + ": another flowlatd process is already attached there", EBUSY};
+
+    Status tcx = attachment->attach_tcx(probe);
+    if (tcx) return attachment;
+    if (tcx.error().errno_value != EINVAL && tcx.error().errno_value != EOPNOTSUPP)
+        return tcx.error();
+    spdlog::info("{}: TCX not supported by this kernel ({}); using a clsact filter", interface,
+                 tcx.error().message());
+    Status clsact = attachment->attach_clsact(probe);
+    if (!clsact) return clsact.error();
+    return attachment;
+}
+
+Status TcAttachment::attach_tcx(const Probe& probe)
+{
+    const int ingress = bpf_link_create(probe.ingress_program_fd(), static_cast<int>(ifindex_),
+                                        static_cast<bpf_attach_type>(attach_tcx_ingress), nullptr);
+    if (ingress < 0) return os_error("attach to " + interface_ + " ingress (tcx)", -ingress);
+    ingress_link_.reset(ingress);
+    const int egress = bpf_link_create(probe.egress_program_fd(), static_cast<int>(ifindex_),
+                                       static_cast<bpf_attach_type>(attach_tcx_egress), nullptr);
+    if (egress < 0) {
+        ingress_link_.reset();
+        return os_error("attach to " + interface_ + " egress (tcx)", -egress);
+    }
+    egress_link_.reset(egress);
+    mode_ = AttachMode::tcx;
+    return Ok{};
+}
+
+Status TcAttachment::attach_clsact(const Probe& probe)
+{
+    mode_ = AttachMode::clsact;
+    bpf_tc_hook hook = make_hook(ifindex_, BPF_TC_INGRESS);
+    // EEXIST: a clsact qdisc is already there (maybe someone else's); we share it and never delete it.
+    if (int err = bpf_tc_hook_create(&hook); err != 0 && err != -EEXIST)
+        return os_error("create clsact qdisc on " + interface_, -err);
+
+    struct Hook {
+        bpf_tc_attach_point point;
+        int program_fd;
+        bool* attached;
+        const char* name;
+    };
+    for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(), &ingress_filter_, "ingress"},
+                   Hook{BPF_TC_EGRESS, probe.egress_program_fd(), &egress_filter_, "egress"}}) {
+        bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
+        bpf_tc_opts query = make_opts();
+        if (bpf_tc_query(&point_hook, &query) == 0 && !is_flowlat_program_id(query.prog_id)) {
+            detach_clsact();
+            return Error{"attach to " + interface_ + " " + h.name +
+                             ": clsact handle 0xf10a priority 0xf10a is held by another program",
+                         EBUSY};
+        }
+        bpf_tc_opts opts = make_opts(h.program_fd);
+        opts.flags = BPF_TC_F_REPLACE;
+        if (int err = bpf_tc_attach(&point_hook, &opts); err != 0) {
+            detach_clsact();
+            return os_error("attach to " + interface_ + " " + h.name + " (clsact)", -err);
+        }
+        *h.attached = true;
+    }
+    return Ok{};
+}
+
+void TcAttachment::detach_clsact()
+{
+    for (auto [point, attached, name] : {std::tuple{BPF_TC_INGRESS, &ingress_filter_, "ingress"},
+                                         std::tuple{BPF_TC_EGRESS, &egress_filter_, "egress"}}) {
+        if (!*attached) continue;
+        bpf_tc_hook hook = make_hook(ifindex_, point);
+        bpf_tc_opts opts = make_opts();
+        // ENODEV/ENOENT: the interface (and with it the filter) is already gone.
+        if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENODEV && err != -ENOENT &&
+                                                    err != -EINVAL)
+            spdlog::warn("{}: detach {} filter: {}", interface_, name, std::strerror(-err));
+        *attached = false;
+    }
+}
+
+TcAttachment::~TcAttachment()
+{
+    // Closing a TCX link fd detaches it, since flowlatd never pins links.
+    ingress_link_.reset();
+    egress_link_.reset();
+    detach_clsact();
+}
+
+} // namespace flowlat::probe

@@ -1,0 +1,96 @@
+#include "timeout_sweeper.hpp"
+
+#include "flowlat_abi.hpp"
+#include "probe.hpp"
+
+#include <bpf/bpf.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace flowlat::probe {
+
+namespace {
+
+constexpr __u32 batch_size = 1024;
+
+HandshakeEvent timeout_event(const flowlat_flow_key& key, const flowlat_flow& flow, std::uint64_t now_ns)
+{
+    flowlat_event raw{};
+    raw.header.ts_ns = now_ns;
+    raw.header.type = FLOWLAT_EVENT_HANDSHAKE;
+    raw.header.ifindex = key.ifindex;
+    raw.handshake_ns = now_ns - flow.first_syn_ns;
+    std::memcpy(raw.local_addr, key.local_addr, sizeof(raw.local_addr));
+    std::memcpy(raw.peer_addr, key.peer_addr, sizeof(raw.peer_addr));
+    raw.local_port_be = key.local_port_be;
+    raw.peer_port_be = key.peer_port_be;
+    raw.retransmits = static_cast<__u16>(flow.transmissions > 1 ? flow.transmissions - 1 : 0);
+    raw.family = key.family;
+    raw.direction = flow.direction;
+    raw.outcome = FLOWLAT_OUTCOME_TIMEOUT;
+    // decode_event validates what the kernel wrote; the same check guards the sweep's records.
+    return decode_event(&raw, sizeof(raw)).value_or(HandshakeEvent{});
+}
+
+} // namespace
+
+std::uint64_t monotonic_now_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+TimeoutSweeper::TimeoutSweeper(Probe& probe) : probe_(probe) {}
+
+std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
+{
+    const int fd = probe_.flow_table_fd();
+    const std::uint64_t timeout_ns = probe_.options().handshake_timeout_ns;
+    std::vector<flowlat_flow_key> keys(batch_size);
+    std::vector<flowlat_flow> values(batch_size);
+    std::vector<flowlat_flow_key> expired;
+    std::uint64_t entries = 0;
+
+    // Collect first, delete after: deleting while walking would restart the walk.
+    flowlat_flow_key cursor{};
+    bool first = true;
+    for (;;) {
+        __u32 count = batch_size;
+        const int err = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &cursor, keys.data(),
+                                             values.data(), &count, nullptr);
+        first = false;
+        const int saved_errno = errno;
+        for (__u32 i = 0; i < count; ++i) {
+            ++entries;
+            if (now_ns > values[i].first_syn_ns && now_ns - values[i].first_syn_ns >= timeout_ns)
+                expired.push_back(keys[i]);
+        }
+        if (err != 0) {
+            if (saved_errno != ENOENT) spdlog::warn("sweep the flow table: {}", std::strerror(saved_errno));
+            break;
+        }
+    }
+    last_entry_count_ = entries;
+
+    std::vector<HandshakeEvent> timeouts;
+    for (const auto& key : expired) {
+        flowlat_flow flow{};
+        // Atomic with the kernel: whoever deletes the entry reports its outcome.
+        if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) continue;
+        if (now_ns <= flow.first_syn_ns || now_ns - flow.first_syn_ns < timeout_ns) {
+            // A new SYN replaced the entry between the walk and the delete: put it back.
+            bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
+            continue;
+        }
+        if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT) probe_.release_ack_filter_bucket(flow.ack_filter_bucket);
+        timeouts.push_back(timeout_event(key, flow, now_ns));
+        if (last_entry_count_ > 0) --last_entry_count_;
+    }
+    return timeouts;
+}
+
+} // namespace flowlat::probe
