@@ -8,6 +8,5 @@ cd "$top"
 bash packaging/build-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWLAT_WERROR=ON
 cmake --build build -j"$(nproc)"
-if [ -f bench/smoke.sh ]; then bash bench/smoke.sh build; fi
 cd build
 ctest --output-on-failure --timeout 900
