@@ -61,7 +61,9 @@ class Answer:
 
     @property
     def gap_ns(self) -> Optional[int]:
-        return None if self.tx_ns is None else self.tx_ns - self.syn_rx_ns
+        """SYN arrival to the answer, both from the responder's view. The clock is read
+        just before send(): after it the GIL may go to the woken client thread first."""
+        return None if self.tx_pre_ns is None else self.tx_pre_ns - self.syn_rx_ns
 
 
 def open_packet_socket(ifname: str) -> socket.socket:
