@@ -261,6 +261,43 @@ class Connect:
     elapsed: float
 
 
+class Listener:
+    """Listeners on the client's addresses that accept and reset whatever arrives."""
+
+    def __init__(self, lab: Lab, port: int):
+        self.socks = []
+        for family in (4, 6):
+            s = lab.client_socket(family)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ADDRS[family][0], port))
+            s.listen(128)
+            s.settimeout(0.2)
+            self.socks.append(s)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._serve, args=(s,), daemon=True) for s in self.socks]
+        for t in self._threads:
+            t.start()
+        _open_resources.append(self)
+
+    def _serve(self, s: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = s.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            conn.close()
+
+    def close(self) -> None:
+        if self in _open_resources:
+            _open_resources.remove(self)
+        self._stop.set()
+        for t in self._threads:
+            t.join(2)
+        for s in self.socks:
+            s.close()
+
+
 # --------------------------------------------------------------------------- processes
 
 class Proc:
@@ -343,6 +380,9 @@ class Flowlatd(Proc):
 
     def json_lines(self) -> list[dict]:
         out = []
+        if os.environ.get("E2E_VERBOSE"):
+            for _, line in self.stdout:
+                log(f"flowlatd stdout: {line}")
         for _, line in self.stdout:
             if not line.strip():
                 continue

@@ -43,6 +43,7 @@ class PortPlan:
     delay: float = 0.0      # seconds between the SYN's arrival and the answer
     timestamps: bool = True  # SYN-ACK carries the timestamp option (TSecr = SYN's TSval)
     ignore_first: int = 0   # SYNs of each connection left unanswered before answering
+    answer_only: Optional[int] = None  # answer only this SYN of a connection (1-based)
 
 
 @dataclass
@@ -148,7 +149,8 @@ class Responder:
         conn = (seg.src, seg.sport, seg.dport, seg.seq)
         n = self._seen.get(conn, 0) + 1
         self._seen[conn] = n
-        action = plan.action if n > plan.ignore_first else "ignored"
+        wanted = n > plan.ignore_first if plan.answer_only is None else n == plan.answer_only
+        action = plan.action if wanted else "ignored"
         ans = Answer(seg.family, seg.src, seg.sport, seg.dport, seg.seq, seg.tsval, rx_ns, action)
         with self._lock:
             self.answers.append(ans)
@@ -177,9 +179,11 @@ class ClientHandshake:
     sport: int
     dst: str
     dport: int
+    isn: int = 0
     result: str = "none"      # completed | refused | no-answer
-    synack_rx_ns: Optional[int] = None
-    ack_tx_ns: Optional[int] = None
+    synack_rx_ns: Optional[int] = None  # kernel receive time of the SYN-ACK the ACK answers
+    synacks: int = 0                     # SYN-ACKs received before the ACK went out
+    ack_tx_ns: Optional[int] = None  # wall clock just before the ACK's send()
     server_isn: Optional[int] = None
 
 
@@ -225,9 +229,11 @@ class RawClient:
 
     def handshake(self, family: int, src: str, dst: str, dport: int, ack_delay: float,
                   send_ack: bool = True, reset: bool = True, timeout: float = 3.0) -> ClientHandshake:
-        """SYN; on SYN-ACK wait ack_delay then ACK (ack = server ISN + 1); then RST to clean up."""
+        """SYN; on SYN-ACK wait ack_delay then ACK (ack = server ISN + 1); then RST to clean up.
+        SYN-ACK retransmissions arriving during the delay are collected; the ACK echoes
+        the TSval of the last one, which makes that transmission the timed one."""
         h = ClientHandshake(family, src, self.new_port(), dst, dport)
-        isn = random.getrandbits(32)
+        isn = h.isn = random.getrandbits(32)
         self._drain()
         opts = P.tcp_options(mss=1460, sack_perm=True, timestamps=(ts_clock(), 0), wscale=7)
         self.sock.send(self._frame(h, isn, 0, P.SYN, opts))
@@ -242,26 +248,31 @@ class RawClient:
         if seg.handshake_flags != P.SYN | P.ACK or seg.ack != (isn + 1) & 0xFFFFFFFF:
             h.result = f"unexpected flags={seg.flags:#x} ack={seg.ack}"
             return h
-        h.synack_rx_ns, h.server_isn = rx_ns, seg.seq
+        h.synack_rx_ns, h.server_isn, h.synacks = rx_ns, seg.seq, 1
         if not send_ack:
             h.result = "synack-only"
             return h
         # Deadline from the SYN-ACK's kernel receive time, so Python's wake-up lag is not added.
         due = time.monotonic() + ack_delay - (time.time_ns() - rx_ns) / 1e9
         while due - time.monotonic() > 0.002:
-            time.sleep(due - time.monotonic() - 0.0015)
+            again = self._wait(h, due - time.monotonic() - 0.0015)
+            if again and again[0].handshake_flags == P.SYN | P.ACK:
+                seg, h.synack_rx_ns = again
+                h.synacks += 1
         while time.monotonic() < due:
             pass
         ts = (ts_clock(), seg.tsval) if seg.tsval is not None else None
-        self.sock.send(self._frame(h, isn + 1, seg.seq + 1, P.ACK, P.tcp_options(timestamps=ts)))
-        h.ack_tx_ns = time.time_ns()
+        ack = self._frame(h, isn + 1, seg.seq + 1, P.ACK, P.tcp_options(timestamps=ts))
+        h.ack_tx_ns = time.time_ns()  # before send(): after it the woken server thread may hold the GIL
+        self.sock.send(ack)
         h.result = "completed"
         if reset:
             self.sock.send(self._frame(h, isn + 1, 0, P.RST))
         return h
 
-    def reset(self, h: ClientHandshake, isn_plus_one: int) -> None:
-        self.sock.send(self._frame(h, isn_plus_one, 0, P.RST))
+    def reset(self, h: ClientHandshake) -> None:
+        """RST for a handshake left half-open (send_ack=False)."""
+        self.sock.send(self._frame(h, h.isn + 1, 0, P.RST))
 
     def _drain(self) -> None:
         while True:

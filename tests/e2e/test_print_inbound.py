@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""flowlatd --print=json, inbound handshakes (we are the server), IPv4 and IPv6.
+
+A real listening socket in the client namespace serves port 7000 on the probed veth's
+addresses. From the responder namespace a raw client sends a SYN, waits 5/20/80 ms after
+the SYN-ACK, sends the final ACK and then an RST. rtt_ns must be within 250 µs of the
+SYN-ACK (egress) -> ACK (ingress) gap dumpcap measured on the probed veth. A SYN to
+port 7999, where nothing listens, draws the kernel's RST: outcome refused.
+"""
+import time
+
+import netlab as N
+import responder as R
+from groundtruth import Errors, check_event, match_events, truth
+
+PORT, CLOSED_PORT = 7000, 7999
+DELAYS = (0.005, 0.020, 0.080)
+REPEATS = 3
+
+
+def body() -> None:
+    chk = N.Checker("test_print_inbound")
+    lab = N.Lab("in")
+    N.Listener(lab, PORT)
+    with N.netns(lab.peer_ns):
+        sock = R.open_packet_socket(lab.peer_if)
+    client = R.RawClient(sock, lab.peer_mac, lab.client_mac)
+    N._open_resources.append(client)
+
+    cap = N.Capture(lab, lab.client_ns, lab.client_if)
+    fl = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"])
+    fl.wait_ready()
+
+    done: list[R.ClientHandshake] = []
+    for family in (4, 6):
+        server, me = N.ADDRS[family]
+        for _ in range(REPEATS):
+            for delay in DELAYS:
+                h = client.handshake(family, me, server, PORT, ack_delay=delay)
+                if h.result != "completed":
+                    N.fail_hard(f"harness: raw handshake to {server}:{PORT} gave {h.result}")
+                done.append(h)
+        for _ in range(2):
+            h = client.handshake(family, me, server, CLOSED_PORT, ack_delay=0)
+            if h.result != "refused":
+                N.fail_hard(f"harness: SYN to closed {server}:{CLOSED_PORT} gave {h.result}")
+            done.append(h)
+
+    time.sleep(1.0)
+    rc = fl.stop()
+    chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{fl.stderr_text()}")
+    pkts = cap.packets()
+    events = fl.json_lines()
+    N.log(f"{len(done)} handshakes, {len(events)} lines printed, {len(pkts)} packets captured")
+
+    # From the probed host's view the server port is local and the raw client is the peer.
+    expected = {("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport): h for h in done}
+    matched = match_events(chk, events, list(expected))
+    errs = Errors()
+    for key, ev in matched.items():
+        h = expected[key]
+        t = truth(pkts, "inbound", h.family, h.dst, h.dport, h.src, h.sport)
+        outcome = "refused" if h.dport == CLOSED_PORT else "completed"
+        check_event(chk, errs, ev, t, lab.client_if, outcome)
+        if outcome == "completed":
+            chk.check(t.retransmits == 0, f"harness: unexpected SYN-ACK retransmission on {key}")
+            if ev["rtt_ns"] is not None and h.ack_tx_ns:
+                # The raw client's own view: SYN-ACK kernel receive time -> just after its ACK left.
+                errs.responder.append(ev["rtt_ns"] - (h.ack_tx_ns - h.synack_rx_ns))
+    for line in errs.summary():
+        chk.note(line)
+    chk.finish()
+
+
+if __name__ == "__main__":
+    N.main_guard(body)
