@@ -8,6 +8,8 @@
 // validate(), so the rules live in one place.
 #include "config.hpp"
 
+#include "duration.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <arpa/inet.h>
@@ -817,63 +819,6 @@ std::string Diagnostic::to_string() const
     out += ": ";
     if (!key.empty()) out += key + ": ";
     return out + message;
-}
-
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
-{
-    struct Unit {
-        std::string_view name;
-        std::uint64_t ms;
-    };
-    // In the order they must appear; "ms" is matched before "m".
-    static constexpr Unit units[] = {{"y", 365ULL * 86400000}, {"w", 7ULL * 86400000}, {"d", 86400000},
-                                     {"h", 3600000},           {"m", 60000},           {"s", 1000},
-                                     {"ms", 1}};
-    if (text == "0") return std::chrono::milliseconds{0};
-    if (text.empty()) return std::nullopt;
-    constexpr std::uint64_t limit = std::numeric_limits<std::int64_t>::max();
-    std::uint64_t total = 0;
-    std::size_t next_unit = 0; // each unit at most once, largest first
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const std::size_t digits_start = pos;
-        while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') ++pos;
-        if (pos == digits_start) return std::nullopt;
-        std::uint64_t number{};
-        const auto [end, ec] = std::from_chars(text.data() + digits_start, text.data() + pos, number);
-        if (ec != std::errc{}) return std::nullopt;
-        std::size_t unit = next_unit;
-        while (unit < std::size(units)) {
-            const auto name = units[unit].name;
-            const bool match = text.substr(pos, name.size()) == name &&
-                               !(name == "m" && text.substr(pos, 2) == "ms");
-            if (match) break;
-            ++unit;
-        }
-        if (unit == std::size(units)) return std::nullopt;
-        if (number > (limit - total) / units[unit].ms) return std::nullopt;
-        total += number * units[unit].ms;
-        pos += units[unit].name.size();
-        next_unit = unit + 1;
-    }
-    return std::chrono::milliseconds{static_cast<std::int64_t>(total)};
-}
-
-std::string format_duration(std::chrono::milliseconds duration)
-{
-    static constexpr std::pair<std::int64_t, std::string_view> units[] = {
-        {7LL * 86400000, "w"}, {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
-    std::int64_t rest = duration.count();
-    if (rest == 0) return "0s";
-    std::string out = rest < 0 ? "-" : "";
-    if (rest < 0) rest = -rest;
-    for (const auto& [ms, name] : units) {
-        if (rest >= ms) {
-            out += std::to_string(rest / ms) + std::string(name);
-            rest %= ms;
-        }
-    }
-    return out;
 }
 
 std::optional<std::uint64_t> parse_size(std::string_view text)

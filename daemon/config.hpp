@@ -114,11 +114,6 @@ ParseResult load_config_file(const std::string& path);
 // config.source and the key, with line 0. The parser runs the same checks, with positions.
 std::vector<Diagnostic> validate(const Config& config);
 
-// Prometheus-style durations: one or more NUMBER UNIT parts with units in the order
-// y, w, d, h, m, s, ms, each at most once ("1h30m", "90s", "500ms"), or a bare "0".
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
-std::string format_duration(std::chrono::milliseconds duration); // "1h30m", "0s"
-
 // A byte count: digits with an optional KiB, MiB or GiB suffix ("4096", "4MiB").
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
