@@ -1,5 +1,6 @@
 // flowlatd: wiring and exit codes only; every job lives in its own module.
 #include "cli.hpp"
+#include "daemon_mode.hpp"
 #include "logging.hpp"
 #include "print_mode.hpp"
 #include "probe.hpp"
@@ -33,7 +34,7 @@ int main(int argc, char** argv)
     flowlat::logging::setup(options.log_level.value_or("info"));
     flowlat::probe::route_libbpf_logging();
 
+    if (options.config_check) return flowlat::run_config_check(options);
     if (options.print) return flowlat::run_print_mode(options);
-    std::fprintf(stderr, "flowlatd: daemon mode is not built yet; use --print\n");
-    return 2;
+    return flowlat::run_daemon_mode(options);
 }

@@ -1,0 +1,377 @@
+#include "daemon_mode.hpp"
+
+#include "aggregator.hpp"
+#include "http_server.hpp"
+#include "label_policy.hpp"
+#include "link_watcher.hpp"
+#include "logging.hpp"
+#include "metrics_exposition.hpp"
+#include "process_metrics.hpp"
+#include "startup.hpp"
+#include "systemd_notify.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <mutex>
+
+#ifndef FLOWLAT_VERSION
+#define FLOWLAT_VERSION "0.0.0"
+#endif
+#ifndef FLOWLAT_REVISION
+#define FLOWLAT_REVISION "unknown"
+#endif
+
+namespace flowlat {
+
+namespace {
+
+bool file_exists(std::string_view path)
+{
+    struct stat info{};
+    return ::stat(std::string(path).c_str(), &info) == 0;
+}
+
+double unix_now_seconds()
+{
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+probe::ProbeOptions probe_options_from(const config::Config& config)
+{
+    probe::ProbeOptions options;
+    options.flow_table_size = config.flow_table_size;
+    options.ring_buffer_size = config.ring_buffer_size;
+    options.handshake_timeout_ns = static_cast<std::uint64_t>(config.handshake_timeout.count()) * 1'000'000;
+    // Batch wakeups: the reader also drains every 100 ms, so a quiet host costs no wakeup per event.
+    options.ring_wakeup_bytes = std::min<std::uint32_t>(config.ring_buffer_size / 8, 64u * 1024u);
+    return options;
+}
+
+class Daemon {
+public:
+    Daemon(cli::Options options, config::Config config)
+        : options_(std::move(options)), config_(std::move(config)),
+          aggregator_(labels::LabelPolicy(config_), aggregation::Settings::from(config_))
+    {
+    }
+
+    int run();
+
+private:
+    void reconcile_interfaces();
+    void reload();
+    Status start_http(const std::vector<std::string>& addresses);
+    void refresh_status();
+    std::string render_metrics();
+    http::Health health() const;
+    http::LandingInfo landing() const;
+    std::string status_line() const;
+
+    cli::Options options_;
+    config::Config config_;
+    aggregation::Aggregator aggregator_;
+    labels::InterfaceNames interface_names_;
+    std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<probe::ProbeSession> session_;
+    std::unique_ptr<interfaces::LinkWatcher> links_;
+    std::unique_ptr<http::HttpServer> http_;
+
+    // Read by HTTP worker threads; written by the event loop thread.
+    mutable std::mutex status_mutex_;
+    std::map<std::string, bool> probe_attached_; // every interface ever matched or named
+    std::vector<std::string> unhealthy_;         // why /healthz says 503
+    std::uint64_t flow_table_entries_{0};
+    bool reload_ok_{true};
+    double reload_success_timestamp_{0};
+};
+
+int Daemon::run()
+{
+    auto loop = EventLoop::create();
+    if (!loop) {
+        startup::report({"flowlatd: " + loop.error().message(), ""});
+        return 2;
+    }
+    loop_ = std::move(loop).value();
+    // Before any thread exists (civetweb's workers), so that every thread inherits the mask.
+    Status signals = loop_->on_signals({SIGINT, SIGTERM, SIGHUP}, [this](int signal) {
+        if (signal == SIGHUP) {
+            reload();
+            return;
+        }
+        spdlog::info("received {}, shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
+        loop_->stop();
+    });
+    if (!signals) {
+        startup::report({"flowlatd: " + signals.error().message(), ""});
+        return 2;
+    }
+
+    startup::Failure failure;
+    session_ = startup::load_probe(
+        probe_options_from(config_), *loop_,
+        [this](std::span<const HandshakeEvent> batch) { aggregator_.add(batch); }, &failure);
+    if (!session_) {
+        startup::report(failure);
+        return 2;
+    }
+
+    auto links = interfaces::LinkWatcher::open();
+    if (!links) {
+        startup::report({"flowlatd: cannot " + links.error().message(), ""});
+        return 2;
+    }
+    links_ = std::move(links).value();
+    loop_->watch(links_->fd(), [this] {
+        if (links_->drain()) reconcile_interfaces();
+    });
+    reconcile_interfaces();
+
+    if (Status http = start_http(config_.listen_addresses); !http) {
+        startup::report({"flowlatd: cannot " + http.error().message(), ""});
+        return 2;
+    }
+
+    loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
+    loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(probe::monotonic_now_ns()); });
+    if (auto interval = systemd::watchdog_interval())
+        loop_->every(*interval, [] { systemd::watchdog_ping(); });
+
+    reload_success_timestamp_ = unix_now_seconds();
+    refresh_status();
+    spdlog::info("ready: {}", status_line());
+    systemd::ready(status_line());
+    loop_->run();
+
+    systemd::stopping();
+    session_->flush();
+    session_->detach_all();
+    http_.reset();
+    return 0;
+}
+
+void Daemon::reconcile_interfaces()
+{
+    std::vector<std::string> patterns = config_.interfaces;
+    if (patterns.empty()) patterns = interfaces::default_route_interfaces();
+    const auto present = interfaces::list_all();
+    const auto wanted = interfaces::match(patterns, present);
+
+    for (const auto& current : session_->attached_interfaces()) {
+        const bool still_wanted = std::find(wanted.begin(), wanted.end(), current) != wanted.end();
+        if (!still_wanted) session_->detach(current.name);
+    }
+    std::vector<std::string> unhealthy;
+    std::map<std::string, bool> states;
+    for (const auto& interface : wanted) {
+        Status attached = session_->attach(interface);
+        if (!attached) {
+            spdlog::error("cannot {}", attached.error().message());
+            unhealthy.push_back(interface.name + ": " + attached.error().message());
+        } else {
+            interface_names_.set(interface.ifindex, interface.name);
+        }
+        states[interface.name] = static_cast<bool>(attached);
+    }
+    for (const auto& pattern : patterns) {
+        if (interfaces::is_glob(pattern) || states.count(pattern) != 0) continue;
+        unhealthy.push_back(pattern + ": no such interface");
+        states[pattern] = false;
+    }
+    if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
+
+    std::lock_guard lock(status_mutex_);
+    for (auto& [name, attached] : probe_attached_) attached = false; // vanished ones keep their series at 0
+    for (const auto& [name, attached] : states) probe_attached_[name] = attached;
+    unhealthy_ = std::move(unhealthy);
+}
+
+Status Daemon::start_http(const std::vector<std::string>& addresses)
+{
+    http::ServerOptions options;
+    options.listen_addresses = addresses;
+    options.metrics = [this] { return render_metrics(); };
+    options.health = [this] { return health(); };
+    options.landing = [this] { return landing(); };
+    auto server = http::HttpServer::start(std::move(options));
+    if (!server) return server.error();
+    http_ = std::move(server).value();
+    std::string ports;
+    for (auto port : http_->ports()) ports += (ports.empty() ? "" : ", ") + std::to_string(port);
+    spdlog::info("serving /metrics on port(s) {}", ports);
+    return Ok{};
+}
+
+void Daemon::reload()
+{
+    systemd::reloading();
+    spdlog::info("SIGHUP: reloading the configuration");
+    EffectiveConfig loaded = load_effective_config(options_);
+    auto fail = [this](const std::string& why) {
+        spdlog::error("reload failed, the previous configuration stays in effect: {}", why);
+        {
+            std::lock_guard lock(status_mutex_);
+            reload_ok_ = false;
+        }
+        systemd::ready(status_line());
+    };
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) spdlog::error("{}", diagnostic.to_string());
+        fail(std::to_string(loaded.diagnostics.size()) + " configuration error(s)");
+        return;
+    }
+    config::Config next = std::move(*loaded.config);
+
+    // The listener is the one part that can fail to apply, so it goes first.
+    if (next.listen_addresses != config_.listen_addresses) {
+        http_.reset();
+        if (Status started = start_http(next.listen_addresses); !started) {
+            const std::string why = started.error().message();
+            if (Status restored = start_http(config_.listen_addresses); !restored)
+                spdlog::critical("cannot restore the previous listener: {}", restored.error().message());
+            fail(why);
+            return;
+        }
+    }
+    if (next.flow_table_size != config_.flow_table_size || next.ring_buffer_size != config_.ring_buffer_size ||
+        next.handshake_timeout != config_.handshake_timeout)
+        spdlog::warn("flow_table_size, ring_buffer_size and handshake_timeout take effect after a restart");
+
+    logging::set_level(next.log_level);
+    aggregator_.set_policy(labels::LabelPolicy(next));
+    for (const auto& warning : aggregator_.set_settings(aggregation::Settings::from(next)))
+        spdlog::warn("{}", warning);
+    config_ = std::move(next);
+    reconcile_interfaces();
+    {
+        std::lock_guard lock(status_mutex_);
+        reload_ok_ = true;
+        reload_success_timestamp_ = unix_now_seconds();
+    }
+    spdlog::info("configuration reloaded from {}", config_.source);
+    systemd::ready(status_line());
+}
+
+void Daemon::refresh_status()
+{
+    const std::uint64_t entries = session_->flow_table_entries();
+    {
+        std::lock_guard lock(status_mutex_);
+        flow_table_entries_ = entries;
+    }
+    systemd::status(status_line());
+}
+
+std::string Daemon::render_metrics()
+{
+    exposition::OperationalSnapshot operational;
+    const probe::ProbeCounters counters = session_->probe().read_counters();
+    operational.events_lost = counters.events_lost;
+    operational.flow_table_full = counters.flow_table_full;
+    operational.packets_malformed = counters.packets_malformed;
+    operational.handshakes_abandoned = counters.handshakes_abandoned;
+    operational.flow_table_size = session_->probe().options().flow_table_size;
+    operational.build = {FLOWLAT_VERSION, FLOWLAT_REVISION, probe::libbpf_version()};
+    {
+        std::lock_guard lock(status_mutex_);
+        operational.flow_table_entries = flow_table_entries_;
+        for (const auto& [name, attached] : probe_attached_) operational.probes.push_back({name, attached});
+        operational.config_reload_ok = reload_ok_;
+        operational.config_reload_success_timestamp = reload_success_timestamp_;
+    }
+    auto process = process::read_process_metrics();
+    std::optional<process::ProcessMetrics> process_metrics;
+    if (process) process_metrics = process.value();
+    return exposition::render_metrics(aggregator_.snapshot(), interface_names_, operational, process_metrics);
+}
+
+http::Health Daemon::health() const
+{
+    const std::uint64_t since_loop = probe::monotonic_now_ns() - loop_->last_iteration_ns();
+    if (since_loop > 5'000'000'000ull)
+        return {false, "the event loop has not run for " + std::to_string(since_loop / 1'000'000'000ull) + "s"};
+    std::lock_guard lock(status_mutex_);
+    if (unhealthy_.empty()) return {true, ""};
+    std::string reason;
+    for (const auto& why : unhealthy_) reason += (reason.empty() ? "" : "; ") + why;
+    return {false, reason};
+}
+
+http::LandingInfo Daemon::landing() const
+{
+    http::LandingInfo info;
+    info.version = std::string(FLOWLAT_VERSION) + " (" + FLOWLAT_REVISION + ")";
+    std::lock_guard lock(status_mutex_);
+    for (const auto& [name, attached] : probe_attached_)
+        if (attached) info.interfaces.push_back(name);
+    return info;
+}
+
+std::string Daemon::status_line() const
+{
+    std::lock_guard lock(status_mutex_);
+    std::string attached;
+    for (const auto& [name, is_attached] : probe_attached_)
+        if (is_attached) attached += (attached.empty() ? "" : ",") + name;
+    return "probing " + (attached.empty() ? std::string("no interface") : attached) + "; " +
+           std::to_string(aggregator_.series_count()) + " series; " + std::to_string(flow_table_entries_) +
+           " handshakes pending" + (reload_ok_ ? "" : "; last reload FAILED");
+}
+
+} // namespace
+
+EffectiveConfig load_effective_config(const cli::Options& options)
+{
+    config::ParseResult parsed;
+    if (options.config_file) {
+        parsed = config::load_config_file(*options.config_file);
+    } else if (file_exists(cli::default_config_file)) {
+        parsed = config::load_config_file(std::string(cli::default_config_file));
+    } else {
+        parsed.config = config::embedded_default();
+    }
+    if (!parsed.config) return {std::nullopt, std::move(parsed.diagnostics)};
+
+    config::Config effective = std::move(*parsed.config);
+    if (!options.interfaces.empty()) effective.interfaces = options.interfaces;
+    if (!options.listen_addresses.empty()) effective.listen_addresses = options.listen_addresses;
+    if (options.log_level) effective.log_level = *options.log_level;
+    if (options.handshake_timeout) effective.handshake_timeout = *options.handshake_timeout;
+    auto diagnostics = config::validate(effective);
+    if (!diagnostics.empty()) return {std::nullopt, std::move(diagnostics)};
+    return {std::move(effective), {}};
+}
+
+int run_config_check(const cli::Options& options)
+{
+    EffectiveConfig loaded = load_effective_config(options);
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.to_string().c_str());
+        return 1;
+    }
+    std::printf("%s: configuration is valid\n", loaded.config->source.c_str());
+    return 0;
+}
+
+int run_daemon_mode(const cli::Options& options)
+{
+    EffectiveConfig loaded = load_effective_config(options);
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.to_string().c_str());
+        std::fprintf(stderr, "flowlatd: invalid configuration, not starting\n");
+        return 1;
+    }
+    logging::set_level(loaded.config->log_level);
+    spdlog::info("flowlatd {} starting with {}", FLOWLAT_VERSION, loaded.config->source);
+    Daemon daemon(options, std::move(*loaded.config));
+    return daemon.run();
+}
+
+} // namespace flowlat

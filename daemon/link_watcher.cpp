@@ -1,0 +1,47 @@
+#include "link_watcher.hpp"
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <cerrno>
+
+namespace flowlat::interfaces {
+
+Result<std::unique_ptr<LinkWatcher>> LinkWatcher::open()
+{
+    std::unique_ptr<LinkWatcher> watcher(new LinkWatcher());
+    watcher->socket_.reset(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+    if (!watcher->socket_.valid()) return os_error("open rtnetlink socket");
+    sockaddr_nl address{};
+    address.nl_family = AF_NETLINK;
+    address.nl_groups = RTMGRP_LINK;
+    if (bind(watcher->socket_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
+        return os_error("subscribe to rtnetlink link events");
+    return watcher;
+}
+
+bool LinkWatcher::drain()
+{
+    std::array<char, 16384> buffer{};
+    bool links_changed = false;
+    for (;;) {
+        const ssize_t length = recv(socket_.get(), buffer.data(), buffer.size(), 0);
+        if (length < 0) {
+            // ENOBUFS: notifications were dropped; the caller re-reads the full list anyway.
+            if (errno == ENOBUFS) links_changed = true;
+            if (errno == EINTR || errno == ENOBUFS) continue;
+            break;
+        }
+        if (length == 0) break;
+        int remaining = static_cast<int>(length);
+        for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(header, remaining);
+             header = NLMSG_NEXT(header, remaining)) {
+            if (header->nlmsg_type == RTM_NEWLINK || header->nlmsg_type == RTM_DELLINK) links_changed = true;
+        }
+    }
+    return links_changed;
+}
+
+} // namespace flowlat::interfaces

@@ -1,0 +1,23 @@
+// Tells the daemon when interfaces appear, vanish or change (rtnetlink RTMGRP_LINK).
+#pragma once
+
+#include "result.hpp"
+#include "unique_fd.hpp"
+
+#include <memory>
+
+namespace flowlat::interfaces {
+
+class LinkWatcher {
+public:
+    static Result<std::unique_ptr<LinkWatcher>> open();
+    int fd() const { return socket_.get(); }
+    // Reads every queued notification; true when any concerned a link.
+    bool drain();
+
+private:
+    LinkWatcher() = default;
+    UniqueFd socket_;
+};
+
+} // namespace flowlat::interfaces
