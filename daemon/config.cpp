@@ -27,7 +27,6 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
-#include <set>
 #include <utility>
 #include <variant>
 
