@@ -25,6 +25,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
     if (text == "0") return std::chrono::milliseconds{0};
     if (text.empty()) return std::nullopt;
     std::int64_t total = 0;
+    std::int64_t previous_unit = std::numeric_limits<std::int64_t>::max();
     std::size_t i = 0;
     while (i < text.size()) {
         if (text[i] < '0' || text[i] > '9') return std::nullopt;
@@ -41,7 +42,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
                 break;
             }
         }
-        if (unit == nullptr) return std::nullopt;
+        // As in Prometheus: largest unit first, each unit once ("1h30m", never "30m1h" or "1s1s").
+        if (unit == nullptr || unit->milliseconds >= previous_unit) return std::nullopt;
+        previous_unit = unit->milliseconds;
         i += unit->suffix.size();
         if (number > (std::numeric_limits<std::int64_t>::max() - total) / unit->milliseconds)
             return std::nullopt;

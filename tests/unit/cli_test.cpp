@@ -88,6 +88,9 @@ TEST_CASE("durations in the Prometheus style", "[cli][duration]")
     CHECK_FALSE(parse_duration("10"));
     CHECK_FALSE(parse_duration("s"));
     CHECK_FALSE(parse_duration("1.5s"));
+    CHECK_FALSE(parse_duration("1s1h"));
+    CHECK_FALSE(parse_duration("1s1s"));
+    CHECK(parse_duration("1m1s500ms") == std::chrono::milliseconds(61'500));
     CHECK_FALSE(parse_duration("-1s"));
     CHECK_FALSE(parse_duration("99999999999999999999s"));
     CHECK(format_duration(std::chrono::milliseconds(5'400'000)) == "1h30m");
