@@ -1,0 +1,206 @@
+#include "http_server.hpp"
+
+#include <arpa/inet.h>
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <map>
+
+using namespace flowlat;
+
+namespace {
+
+struct Response {
+    int status{0};
+    std::map<std::string, std::string> headers; // lower-case names
+    std::string body;
+};
+
+// A minimal HTTP/1.1 client for 127.0.0.1: one request, Connection: close.
+Response get(std::uint16_t port, const std::string& path, const std::string& extra_headers = "")
+{
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    const std::string request =
+        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers + "\r\n";
+    REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    std::string raw;
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) raw.append(buffer, static_cast<std::size_t>(n));
+    close(fd);
+
+    Response response;
+    const auto head_end = raw.find("\r\n\r\n");
+    REQUIRE(head_end != std::string::npos);
+    const std::string head = raw.substr(0, head_end);
+    response.body = raw.substr(head_end + 4);
+    REQUIRE(head.rfind("HTTP/1.1 ", 0) == 0);
+    response.status = std::stoi(head.substr(9, 3));
+    std::size_t start = head.find("\r\n") + 2;
+    while (start < head.size()) {
+        auto end = head.find("\r\n", start);
+        if (end == std::string::npos) end = head.size();
+        const auto line = head.substr(start, end - start);
+        const auto colon = line.find(':');
+        if (colon != std::string::npos) {
+            std::string name = line.substr(0, colon);
+            std::transform(name.begin(), name.end(), name.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            response.headers[name] = line.substr(line.find_first_not_of(' ', colon + 1));
+        }
+        start = end + 2;
+    }
+    return response;
+}
+
+std::string gunzip(const std::string& data)
+{
+    z_stream stream{};
+    REQUIRE(inflateInit2(&stream, 15 + 16) == Z_OK);
+    stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    stream.avail_in = static_cast<uInt>(data.size());
+    std::string out;
+    char buffer[16384];
+    int rc;
+    do {
+        stream.next_out = reinterpret_cast<Bytef*>(buffer);
+        stream.avail_out = sizeof(buffer);
+        rc = inflate(&stream, Z_NO_FLUSH);
+        REQUIRE((rc == Z_OK || rc == Z_STREAM_END));
+        out.append(buffer, sizeof(buffer) - stream.avail_out);
+    } while (rc != Z_STREAM_END);
+    inflateEnd(&stream);
+    return out;
+}
+
+std::string big_metrics()
+{
+    std::string text = "# HELP flowlat_test_total Test.\n# TYPE flowlat_test_total counter\n";
+    for (int i = 0; i < 2000; ++i) text += "flowlat_test_total{peer=\"198.18.0." + std::to_string(i % 256) + "\",n=\"" +
+                                          std::to_string(i) + "\"} " + std::to_string(i * 7) + "\n";
+    return text;
+}
+
+} // namespace
+
+TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
+{
+    const std::string metrics = big_metrics();
+    std::atomic<bool> healthy{true};
+    http::ServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0"};
+    options.metrics = [&] { return metrics; };
+    options.health = [&] { return healthy ? http::Health{} : http::Health{false, "probe detached from eth0"}; };
+    options.landing = [] { return http::LandingInfo{"0.1.0", {"eth0", "eth<1>"}}; };
+    options.num_threads = 2;
+    auto started = http::HttpServer::start(options);
+    INFO((started.ok() ? std::string() : started.error().message()));
+    REQUIRE(started.ok());
+    const auto server = std::move(started).value();
+    REQUIRE(server->ports().size() == 1);
+    const auto port = server->ports()[0];
+    CHECK(port != 0);
+    // One server for every check below (no SECTIONs): civetweb takes up to 2 s to stop.
+
+    { // /metrics plain
+        const auto r = get(port, "/metrics");
+        CHECK(r.status == 200);
+        CHECK(r.headers.at("content-type") == "text/plain; version=0.0.4; charset=utf-8");
+        CHECK(r.headers.count("content-encoding") == 0);
+        CHECK(r.body == metrics);
+    }
+    { // /metrics gzip
+        const auto r = get(port, "/metrics", "Accept-Encoding: deflate, gzip;q=0.8\r\n");
+        CHECK(r.status == 200);
+        CHECK(r.headers.at("content-encoding") == "gzip");
+        CHECK(r.headers.at("content-type") == "text/plain; version=0.0.4; charset=utf-8");
+        CHECK(r.body.size() < metrics.size() / 4);
+        CHECK(gunzip(r.body) == metrics);
+    }
+    { // landing page
+        const auto r = get(port, "/");
+        CHECK(r.status == 200);
+        CHECK_THAT(r.headers.at("content-type"), Catch::StartsWith("text/html"));
+        CHECK_THAT(r.body, Catch::Contains("0.1.0"));
+        CHECK_THAT(r.body, Catch::Contains("eth0, eth&lt;1&gt;"));
+        CHECK_THAT(r.body, Catch::Contains("href=\"/metrics\""));
+    }
+    { // /healthz
+        auto r = get(port, "/healthz");
+        CHECK(r.status == 200);
+        CHECK(r.body == "ok\n");
+        healthy = false;
+        r = get(port, "/healthz");
+        CHECK(r.status == 503);
+        CHECK_THAT(r.body, Catch::Contains("probe detached from eth0"));
+    }
+    { // unknown paths are 404
+        CHECK(get(port, "/nope").status == 404);
+        CHECK(get(port, "/metrics/extra").status == 404);
+        CHECK(get(port, "/metricsx").status == 404);
+    }
+}
+
+TEST_CASE("HTTP server reports bind failures and bad addresses", "[metrics][http]")
+{
+    http::ServerOptions options;
+    options.metrics = [] { return std::string(); };
+
+    SECTION("IPv6 is refused with a clear message")
+    {
+        for (const char* address : {"[::1]:9100", "::", "[::]:0"}) {
+            options.listen_addresses = {address};
+            const auto r = http::HttpServer::start(options);
+            REQUIRE_FALSE(r.ok());
+            CHECK_THAT(r.error().message(), Catch::Contains("IPv6") && Catch::Contains(address));
+        }
+    }
+    SECTION("malformed addresses")
+    {
+        for (const char* address : {"127.0.0.1:", "127.0.0.1:65536", "localhost:9100", "1.2.3:80", "x"}) {
+            options.listen_addresses = {address};
+            const auto r = http::HttpServer::start(options);
+            REQUIRE_FALSE(r.ok());
+            CHECK_THAT(r.error().message(), Catch::Contains(address));
+        }
+    }
+    SECTION("an address in use names the address")
+    {
+        options.listen_addresses = {"127.0.0.1:0"};
+        auto first = http::HttpServer::start(options);
+        REQUIRE(first.ok());
+        const std::string taken = "127.0.0.1:" + std::to_string(first.value()->ports()[0]);
+        options.listen_addresses = {taken};
+        const auto second = http::HttpServer::start(options);
+        REQUIRE_FALSE(second.ok());
+        CHECK_THAT(second.error().message(), Catch::Contains(taken));
+    }
+}
+
+TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
+{
+    CHECK(http::civetweb_listening_ports({":10435"}).value() == "10435");
+    CHECK(http::civetweb_listening_ports({"127.0.0.1:0", "0.0.0.0:9100"}).value() == "127.0.0.1:0,0.0.0.0:9100");
+    CHECK_FALSE(http::civetweb_listening_ports({}).ok());
+
+    CHECK(http::accepts_gzip("gzip"));
+    CHECK(http::accepts_gzip("deflate, GZIP"));
+    CHECK(http::accepts_gzip("gzip;q=0.5"));
+    CHECK(http::accepts_gzip("*"));
+    CHECK_FALSE(http::accepts_gzip("gzip;q=0"));
+    CHECK_FALSE(http::accepts_gzip("gzip; q=0.000"));
+    CHECK_FALSE(http::accepts_gzip("identity"));
+    CHECK_FALSE(http::accepts_gzip("xgzip"));
+    CHECK_FALSE(http::accepts_gzip(""));
+}
