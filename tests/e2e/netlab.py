@@ -298,6 +298,76 @@ class Listener:
             s.close()
 
 
+# --------------------------------------------------------------------------- BPF attachments
+
+# The bpftool on this machine (7.1) predates TCX: `bpftool net show` lists no TCX
+# program and `tc filter show` cannot see them either. So ask the kernel directly with
+# BPF_PROG_QUERY, which reports TCX programs and their links per interface.
+_SYS_BPF = 321  # x86_64
+_BPF_PROG_QUERY = 16
+BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
+_libc.syscall.restype = ctypes.c_long
+
+
+def _tcx_query(ifindex: int, attach_type: int) -> tuple[list[int], list[int]]:
+    max_progs = 64
+    prog_ids = (ctypes.c_uint32 * max_progs)()
+    link_ids = (ctypes.c_uint32 * max_progs)()
+    attr = ctypes.create_string_buffer(128)
+    struct_ = __import__("struct")
+    struct_.pack_into("IIII", attr, 0, ifindex, attach_type, 0, 0)
+    struct_.pack_into("Q", attr, 16, ctypes.addressof(prog_ids))
+    struct_.pack_into("I", attr, 24, max_progs)
+    struct_.pack_into("Q", attr, 40, ctypes.addressof(link_ids))
+    if _libc.syscall(_SYS_BPF, _BPF_PROG_QUERY, attr, 64) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_QUERY(ifindex {ifindex}, attach type {attach_type}): {os.strerror(err)}")
+    (count,) = struct_.unpack_from("I", attr, 24)
+    return list(prog_ids[:count]), list(link_ids[:count])
+
+
+def prog_name(prog_id: int) -> Optional[str]:
+    """The program's name, or None once it no longer exists."""
+    proc = run(["bpftool", "-j", "prog", "show", "id", str(prog_id)], check=False)
+    if proc.returncode != 0:
+        return None
+    return json.loads(proc.stdout).get("name", "")
+
+
+def link_exists(link_id: int) -> bool:
+    return run(["bpftool", "link", "show", "id", str(link_id)], check=False).returncode == 0
+
+
+@dataclass
+class Attachments:
+    tcx: dict[str, list[tuple[int, int, Optional[str]]]]  # "ingress"/"egress" -> (prog_id, link_id, name)
+    tc_filters: dict[str, str]                            # "ingress"/"egress" -> `tc filter show` output
+
+    def flowlat(self) -> list[str]:
+        """Human-readable flowlat attachments found by either mechanism."""
+        found = [f"tcx/{hook} prog {pid} link {lid} ({name})"
+                 for hook, entries in self.tcx.items() for pid, lid, name in entries
+                 if name and name.startswith("flowlat")]
+        found += [f"tc {hook}: {line.strip()}" for hook, text in self.tc_filters.items()
+                  for line in text.splitlines() if "flowlat" in line]
+        return found
+
+
+def attachments(ns: str, ifname: str) -> Attachments:
+    tcx = {}
+    with netns(ns):
+        ifindex = socket.if_nametoindex(ifname)
+        for hook, at in (("ingress", BPF_TCX_INGRESS), ("egress", BPF_TCX_EGRESS)):
+            progs, links = _tcx_query(ifindex, at)
+            tcx[hook] = list(zip(progs, links))
+    tcx = {hook: [(p, l, prog_name(p)) for p, l in entries] for hook, entries in tcx.items()}
+    filters = {}
+    for hook in ("ingress", "egress"):
+        proc = run(["ip", "netns", "exec", ns, "tc", "filter", "show", "dev", ifname, hook], check=False)
+        filters[hook] = proc.stdout + proc.stderr
+    return Attachments(tcx, filters)
+
+
 # --------------------------------------------------------------------------- processes
 
 class Proc:
@@ -353,6 +423,9 @@ class Proc:
             rc = self.proc.returncode
         for t in self._readers:
             t.join(5)
+        if os.environ.get("E2E_VERBOSE"):
+            for _, line in self.stdout + self.stderr:
+                log(f"{self.name}: {line}")
         return rc
 
     def stderr_text(self) -> str:
@@ -380,9 +453,6 @@ class Flowlatd(Proc):
 
     def json_lines(self) -> list[dict]:
         out = []
-        if os.environ.get("E2E_VERBOSE"):
-            for _, line in self.stdout:
-                log(f"flowlatd stdout: {line}")
         for _, line in self.stdout:
             if not line.strip():
                 continue

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""flowlatd daemon mode: reload, interfaces coming and going, health, shutdown, --config.check.
+
+Daemon 1 runs with interfaces: ["flc*"] (only flc0 exists at start):
+  1. start: /healthz 200, flowlat_config_last_reload_successful 1; 3 handshakes to
+     198.18.0.3 are labelled peer="198.18.0.3".
+  2. SIGHUP with a good file that adds peer group db = 198.18.0.3/32: reload metric stays 1,
+     its timestamp advances, no counter goes backwards, the old series keeps its 3, and new
+     handshakes to 198.18.0.3 are counted under peer="db".
+  3. SIGHUP with a type error, then with a YAML syntax error: flowlatd stays up, logs the
+     error as file:line:column: key: message, the reload metric is 0, the timestamp does
+     not move, and the old config keeps measuring (new handshakes still counted, as db).
+     A good file again brings the metric back to 1.
+  4. A veth flc1 (matching flc*) created while running is attached
+     (flowlat_probe_attached{interface="flc1"} 1) and measures; when it is deleted the
+     metric drops to 0 and its series stay; /healthz stays 200 (a glob may match nothing).
+  5. SIGTERM: exit 0 within 2 s; no flowlat program left on flc0 (TCX queried from the
+     kernel, `tc filter show`), and the programs/links seen while running are gone
+     (`bpftool prog/link show`).
+--config.check: a good file exits 0; a file with four errors exits 1 and prints exactly
+one `file:line:column: key: message` line per error at the right line/column; a YAML
+syntax error prints `file:line:column: message`.
+Daemon 2 runs with interfaces: [flc0, nosuch0]: /healthz 503 naming nosuch0,
+flowlat_probe_attached{interface="nosuch0"} 0; once nosuch0 is created: 1 and 200.
+"""
+import re
+import signal
+import time
+
+import daemon_harness as H
+import netlab as N
+import responder as R
+
+PORT = 5001
+SHUTDOWN_LIMIT = 2.0
+PLANS = {PORT: R.PortPlan(delay=0.005)}
+
+BASE = """# test_daemon_lifecycle
+interfaces: ["flc*"]
+log: {level: info}
+handshake_timeout: 1s
+"""
+WITH_GROUP = BASE + f"""peer_groups:
+  db: ["{H.GROUP_V4}/32"]
+"""
+TYPE_ERROR = WITH_GROUP + 'max_series: "lots"\n'          # line 7
+SYNTAX_ERROR = WITH_GROUP + "ports: {include: [80, 443\n"  # unclosed flow sequence
+
+# --config.check: four errors at known places (line, column, key).
+BAD_CHECK = (
+    'max_series: "lots"\n'             # 1:13 max_series
+    "peer_groups:\n"
+    '  db: ["198.18.0.3/24"]\n'        # 3:8  peer_groups.db[0] (host bits set)
+    "web:\n"
+    '  listen: [":1"]\n'               # 5:3  web.listen (unknown key)
+    "handshake_timeout: 1ms\n"         # 6:20 handshake_timeout (below 100ms)
+)
+BAD_CHECK_WANT = [(1, 13, "max_series"), (3, 8, "peer_groups.db[0]"), (5, 3, "web.listen"),
+                  (6, 20, "handshake_timeout")]
+
+
+def counters(m: H.Metrics) -> dict[tuple, float]:
+    """Every monotonic sample (counters and histogram parts) by name and labels."""
+    out = {}
+    for s in m.samples:
+        if s.name.startswith("flowlat_") and s.name.endswith(("_total", "_bucket", "_count", "_sum")):
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def completed(m: H.Metrics, peer: str, interface: str = N.CLIENT_IF) -> float:
+    return m.value("flowlat_handshakes_total", default=0, peer=peer, outcome="completed", interface=interface,
+                   direction="outbound", family="ipv4", port=str(PORT))
+
+
+def drive(chk: N.Checker, lab: N.Lab, n: int, local: str = N.CLIENT_V4, peer: str = H.GROUP_V4) -> None:
+    for _ in range(n):
+        c = H.connect(lab, local, peer, PORT, timeout=3)
+        if c.result != "connected":
+            N.fail_hard(f"harness: connect to {peer}:{PORT} gave {c.result}")
+
+
+def sighup(chk: N.Checker, fl: H.Daemon, path: str, text: str, expect_ok: bool, what: str) -> H.Metrics:
+    with open(path, "w") as f:
+        f.write(text)
+    since = fl.log_count()
+    fl.kill(signal.SIGHUP)
+    needle = "configuration reloaded" if expect_ok else "reload failed"
+    line = fl.wait_log(needle, since, 5)
+    chk.check(line is not None, f"{what}: no '{needle}' log line within 5 s after SIGHUP; log since:\n"
+                                + "\n".join(l for _, l in fl.stderr[since:]))
+    chk.check(fl.alive(), f"{what}: flowlatd exited after SIGHUP (rc={fl.proc.poll()}):\n{fl.stderr_text()[-2000:]}")
+    if not fl.alive():
+        N.fail_hard(f"{what}: flowlatd is gone, cannot continue")
+    return fl.scrape()
+
+
+def kernel_objects(lab: N.Lab, ifname: str) -> list[tuple[int, int]]:
+    a = N.attachments(lab.client_ns, ifname)
+    return [(p, l) for entries in a.tcx.values() for p, l, name in entries if name and name.startswith("flowlat")]
+
+
+def daemon_one(chk: N.Checker, lab: N.Lab) -> None:
+    cfg = H.write_file(lab, "flowlatd.yaml", BASE)
+    fl = H.Daemon(lab, cfg)
+    fl.wait_ready()
+
+    # ------------------------------------------------------------------ 1. start
+    r = fl.get("/healthz")
+    chk.check(r.status == 200, f"/healthz at start = {r.status} {r.text!r}, want 200")
+    drive(chk, lab, 3)
+    m0 = fl.wait_metrics(lambda m: completed(m, H.GROUP_V4) >= 3, 3, "first handshakes")
+    chk.check(completed(m0, H.GROUP_V4) == 3, f"peer={H.GROUP_V4}: {completed(m0, H.GROUP_V4)} completed, want 3")
+    chk.check(m0.value("flowlat_config_last_reload_successful") == 1, "reload_successful != 1 at start")
+    ts0 = m0.value("flowlat_config_last_reload_success_timestamp_seconds")
+    seen = kernel_objects(lab, lab.client_if)
+    chk.check(len(seen) >= 2, f"expected flowlat TCX programs on flc0 ingress and egress, found {seen}")
+
+    # ------------------------------------------------------------------ 2. good reload
+    time.sleep(0.05)
+    m1 = sighup(chk, fl, cfg, WITH_GROUP, True, "good reload")
+    chk.check(m1.value("flowlat_config_last_reload_successful") == 1,
+              f"after a good reload reload_successful = {m1.value('flowlat_config_last_reload_successful')}")
+    ts1 = m1.value("flowlat_config_last_reload_success_timestamp_seconds")
+    chk.check(ts1 is not None and ts0 is not None and ts1 > ts0,
+              f"reload success timestamp did not advance: {ts0} -> {ts1}")
+    before, after = counters(m0), counters(m1)
+    back = [(k, v, after.get(k)) for k, v in before.items() if after.get(k) is None or after[k] < v]
+    chk.check(not back, f"counters went backwards or vanished across the good reload: {back[:5]}")
+    drive(chk, lab, 2)
+    m2 = fl.wait_metrics(lambda m: completed(m, "db") >= 2, 3, "db handshakes")
+    chk.check(completed(m2, "db") == 2, f"after the reload: peer=db completed {completed(m2, 'db')}, want 2")
+    chk.check(completed(m2, H.GROUP_V4) == 3,
+              f"old series peer={H.GROUP_V4} should keep its 3, has {completed(m2, H.GROUP_V4)}")
+
+    # ------------------------------------------------------------------ 3. bad reloads
+    want_db = 2
+    for what, text in (("type error", TYPE_ERROR), ("syntax error", SYNTAX_ERROR)):
+        since = fl.log_count()
+        m = sighup(chk, fl, cfg, text, False, f"bad reload ({what})")
+        chk.check(m.value("flowlat_config_last_reload_successful") == 0,
+                  f"bad reload ({what}): reload_successful = {m.value('flowlat_config_last_reload_successful')}, want 0")
+        chk.check(m.value("flowlat_config_last_reload_success_timestamp_seconds") == ts1,
+                  f"bad reload ({what}): success timestamp moved from {ts1}"
+                  f" to {m.value('flowlat_config_last_reload_success_timestamp_seconds')}")
+        pos = re.compile(re.escape(cfg) + r":\d+:\d+: ")
+        diag = [l for _, l in fl.stderr[since:] if pos.search(l)]
+        chk.check(bool(diag), f"bad reload ({what}): no '{cfg}:line:column: ...' line logged:\n"
+                              + "\n".join(l for _, l in fl.stderr[since:]))
+        if what == "type error":
+            chk.check(any(f"{cfg}:7:13: max_series:" in l for l in diag),
+                      f"type error: want a '{cfg}:7:13: max_series: ...' line, got {diag}")
+        before = counters(m)
+        drive(chk, lab, 2)
+        want_db += 2
+        m = fl.wait_metrics(lambda m: completed(m, "db") >= want_db, 3, "handshakes after a bad reload")
+        chk.check(completed(m, "db") == want_db,
+                  f"after a bad reload ({what}) the old config must keep measuring: peer=db completed"
+                  f" {completed(m, 'db')}, want {want_db}")
+        after = counters(m)
+        back = [(k, v, after.get(k)) for k, v in before.items() if after.get(k) is None or after[k] < v]
+        chk.check(not back, f"counters went backwards after the bad reload ({what}): {back[:5]}")
+    m = sighup(chk, fl, cfg, WITH_GROUP, True, "good reload after bad ones")
+    chk.check(m.value("flowlat_config_last_reload_successful") == 1,
+              "a good reload after a failed one must set reload_successful back to 1")
+
+    # ------------------------------------------------------------------ 4. interfaces come and go
+    veth = H.Veth(lab, "flc1", "flr1", 1, PLANS)
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface="flc1") == 1, 5, "flc1")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface="flc1") == 1,
+              f"flc1 appeared and matches flc*, but flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    seen_flc1 = kernel_objects(lab, "flc1")
+    chk.check(len(seen_flc1) >= 2, f"expected flowlat TCX programs on flc1, found {seen_flc1}")
+    drive(chk, lab, 2, veth.local[4], veth.peer[4])
+    m = fl.wait_metrics(lambda m: completed(m, veth.peer[4], "flc1") >= 2, 3, "flc1 handshakes")
+    chk.check(completed(m, veth.peer[4], "flc1") == 2,
+              f"handshakes over flc1: {completed(m, veth.peer[4], 'flc1')} completed, want 2")
+    veth.delete()
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface="flc1") == 0, 5,
+                        "flc1 gone")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface="flc1") == 0,
+              f"flc1 was deleted, flowlat_probe_attached = {m.find('flowlat_probe_attached')} (want flc1 at 0)")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
+              f"flc0 must stay attached: {m.find('flowlat_probe_attached')}")
+    chk.check(completed(m, veth.peer[4], "flc1") == 2,
+              f"the series of the vanished flc1 must stay: {completed(m, veth.peer[4], 'flc1')} completed, want 2")
+    r = fl.get("/healthz")
+    chk.check(r.status == 200, f"/healthz after a glob-matched interface vanished = {r.status} {r.text!r}, want 200")
+    chk.check(fl.alive(), "flowlatd exited after flc1 was deleted")
+
+    # ------------------------------------------------------------------ 5. SIGTERM
+    rc, took = fl.terminate_timed(signal.SIGTERM)
+    chk.note(f"SIGTERM -> exit {rc} after {took:.2f}s")
+    chk.check(rc == 0, f"exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
+    chk.check(took <= SHUTDOWN_LIMIT, f"flowlatd took {took:.2f}s to exit after SIGTERM (limit {SHUTDOWN_LIMIT}s)")
+    left = N.attachments(lab.client_ns, lab.client_if).flowlat()
+    chk.check(not left, f"flowlat still attached to {lab.client_if} after exit: {left}")
+    for hook in ("ingress", "egress"):
+        out = N.run(lab.exec_cmd(lab.client_ns, ["tc", "filter", "show", "dev", lab.client_if, hook]), check=False)
+        chk.check("flowlat" not in out.stdout, f"tc filter show dev {lab.client_if} {hook}: {out.stdout}")
+    deadline = time.monotonic() + 3
+    alive = seen + seen_flc1
+    while alive and time.monotonic() < deadline:
+        alive = [(p, l) for p, l in alive if N.prog_name(p) is not None or N.link_exists(l)]
+        if alive:
+            time.sleep(0.2)
+    chk.check(not alive, f"BPF programs/links (prog id, link id) still exist after exit: {alive}")
+    links = N.run(["bpftool", "-j", "link", "show"], check=False).stdout
+    ours = {l for _, l in seen + seen_flc1}
+    still = [l for l in ours if re.search(rf'"id":\s*{l}\b', links)]
+    chk.check(not still, f"bpftool link show still lists links {still}")
+
+
+def config_check(chk: N.Checker, lab: N.Lab) -> None:
+    good = H.write_file(lab, "good.yaml", WITH_GROUP)
+    p = H.config_check(lab, good)
+    chk.check(p.returncode == 0 and "configuration is valid" in p.stdout and not p.stderr.strip(),
+              f"--config.check on a good file: exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+    bad = H.write_file(lab, "bad.yaml", BAD_CHECK)
+    p = H.config_check(lab, bad)
+    chk.check(p.returncode == 1, f"--config.check on a bad file: exit {p.returncode}, want 1\n{p.stderr}")
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    line_re = re.compile(re.escape(bad) + r":(\d+):(\d+): ([A-Za-z0-9_.\[\]]+): (.+)$")
+    got = []
+    for l in lines:
+        mm = line_re.match(l)
+        if chk.check(mm is not None, f"--config.check line not in 'file:line:column: key: message' form: {l!r}"):
+            got.append((int(mm.group(1)), int(mm.group(2)), mm.group(3)))
+    chk.check(got == BAD_CHECK_WANT, f"--config.check errors (line, column, key) = {got}, want {BAD_CHECK_WANT}"
+                                     f"\n{p.stderr}")
+    syntax = H.write_file(lab, "syntax.yaml", SYNTAX_ERROR)
+    p = H.config_check(lab, syntax)
+    lines = [l for l in p.stderr.splitlines() if l.strip()]
+    chk.check(p.returncode == 1 and len(lines) == 1 and re.match(re.escape(syntax) + r":\d+:\d+: \S.*", lines[0]),
+              f"--config.check on a YAML syntax error: exit {p.returncode}, want 1 and one"
+              f" 'file:line:column: message' line:\n{p.stderr}")
+
+
+def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
+    cfg = H.write_file(lab, "missing-if.yaml", "interfaces: [flc0, nosuch0]\nlog: {level: info}\n")
+    fl = H.Daemon(lab, cfg)
+    fl.wait_ready()
+    r = fl.get("/healthz")
+    chk.check(r.status == 503 and "nosuch0" in r.text,
+              f"/healthz with a missing named interface = {r.status} {r.text!r}, want 503 naming nosuch0")
+    m = fl.scrape()
+    chk.check(m.value("flowlat_probe_attached", default=None, interface="nosuch0") == 0
+              and m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
+              f"flowlat_probe_attached with nosuch0 missing: {m.find('flowlat_probe_attached')}")
+    N.run(["ip", "-n", lab.client_ns, "link", "add", "nosuch0", "type", "veth", "peer", "name", "nosuchp0",
+           "netns", lab.peer_ns])
+    N.run(["ip", "-n", lab.client_ns, "link", "set", "nosuch0", "up"])
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface="nosuch0") == 1, 5,
+                        "nosuch0 appears")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface="nosuch0") == 1,
+              f"nosuch0 was created, flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    r = fl.get("/healthz")
+    chk.check(r.status == 200, f"/healthz once nosuch0 exists = {r.status} {r.text!r}, want 200")
+    rc, took = fl.terminate_timed(signal.SIGTERM)
+    chk.check(rc == 0, f"daemon 2: exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
+    chk.check(not N.attachments(lab.client_ns, "nosuch0").flowlat(), "flowlat still attached to nosuch0 after exit")
+
+
+def body() -> None:
+    chk = N.Checker("test_daemon_lifecycle")
+    lab = N.Lab("dlife")
+    H.add_group_peers(lab)
+    H.start_responder(lab, PLANS)
+    daemon_one(chk, lab)
+    config_check(chk, lab)
+    daemon_two(chk, lab)
+    chk.finish()
+
+
+if __name__ == "__main__":
+    N.main_guard(body)
