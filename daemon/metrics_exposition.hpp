@@ -1,6 +1,8 @@
 // Metrics exposition: renders an aggregator snapshot, the daemon's operational state and
 // the process metrics as Prometheus text format 0.0.4. The serializer is private to this
-// module; callers only see render_metrics().
+// module; callers only see render_metrics(), a hand-written text writer. The same content
+// written through prometheus-cpp's TextSerializer is kept as the reference: tests check that
+// both produce identical bytes, and benchmarks can compare them.
 #pragma once
 
 #include "aggregator.hpp"
@@ -49,5 +51,11 @@ std::string render_metrics(const aggregation::Snapshot& series,
                            const labels::InterfaceNames& interfaces,
                            const OperationalSnapshot& operational,
                            const std::optional<process::ProcessMetrics>& process);
+
+// The same exposition through prometheus::MetricFamily and prometheus::TextSerializer.
+std::string render_metrics_reference(const aggregation::Snapshot& series,
+                                     const labels::InterfaceNames& interfaces,
+                                     const OperationalSnapshot& operational,
+                                     const std::optional<process::ProcessMetrics>& process);
 
 } // namespace flowlat::exposition

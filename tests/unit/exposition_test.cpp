@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -240,4 +241,45 @@ TEST_CASE("promtool check metrics accepts the exposition", "[metrics][exposition
     CHECK(output.empty());
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("the text writer matches prometheus-cpp's TextSerializer byte for byte", "[metrics][exposition]")
+{
+    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+                                aggregation::Settings{config::default_buckets(), 50, std::chrono::seconds(0)});
+    std::uint64_t state = 12345;
+    const auto next = [&] {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        return state >> 11;
+    };
+    std::vector<HandshakeEvent> events;
+    for (int i = 0; i < 3000; ++i) {
+        auto e = make_event(static_cast<Outcome>(next() % 3), std::nullopt, next() % 20'000'000'000ull,
+                            static_cast<std::uint16_t>(next() % 4));
+        if (next() % 4 != 0) e.rtt_ns = next() % (1ull << (next() % 36));
+        e.ifindex = 2 + static_cast<std::uint32_t>(next() % 3);
+        e.direction = next() % 2 ? Direction::inbound : Direction::outbound;
+        e.peer = {198, 18, static_cast<std::uint8_t>(next() % 8), static_cast<std::uint8_t>(next())};
+        if (next() % 5 == 0) {
+            e.family = Family::ipv6;
+            e.peer = {0x20, 0x01, 0x0d, 0xb8, 0, static_cast<std::uint8_t>(next() % 4)};
+            e.peer[15] = static_cast<std::uint8_t>(next());
+        }
+        e.peer_port = static_cast<std::uint16_t>(next() % 3 == 0 ? 40000 + next() % 100 : 443);
+        events.push_back(e);
+    }
+    agg.add(events);
+    labels::InterfaceNames names;
+    names.set(2, "eth0");
+    names.set(3, "we\"ird\\name\nx"); // not a legal interface name, but exercises escaping
+    auto op = operational();
+    op.config_reload_success_timestamp = 1700000000.123456789;
+    process::ProcessMetrics proc{12.34, 1e7, 2.5e9, 17, std::numeric_limits<double>::infinity(), 1.7e9 + 0.01};
+
+    const auto snap = agg.snapshot();
+    CHECK(snap.series_overflow > 0);
+    const auto fast = exposition::render_metrics(snap, names, op, proc);
+    const auto reference = exposition::render_metrics_reference(snap, names, op, proc);
+    CHECK(fast.size() == reference.size());
+    CHECK(fast == reference);
 }
