@@ -20,8 +20,11 @@ Daemon 1 runs with interfaces: ["flc*"] (only flc0 exists at start):
 --config.check: a good file exits 0; a file with four errors exits 1 and prints exactly
 one `file:line:column: key: message` line per error at the right line/column; a YAML
 syntax error prints `file:line:column: message`.
-Daemon 2 runs with interfaces: [flc0, nosuch0]: /healthz 503 naming nosuch0,
-flowlat_probe_attached{interface="nosuch0"} 0; once nosuch0 is created: 1 and 200.
+Daemon 2 runs with interfaces: [flc0, nosuch0] and its listen address from the file:
+/healthz 503 naming nosuch0, flowlat_probe_attached{interface="nosuch0"} 0; once nosuch0
+is created: 1 and 200. A reload that changes web.listen_addresses moves the listener (the
+old port is closed); one to a port that is taken fails (reload metric 0) and the previous
+listener serves again.
 """
 import re
 import signal
@@ -237,8 +240,11 @@ def config_check(chk: N.Checker, lab: N.Lab) -> None:
 
 
 def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
-    cfg = H.write_file(lab, "missing-if.yaml", "interfaces: [flc0, nosuch0]\nlog: {level: info}\n")
-    fl = H.Daemon(lab, cfg)
+    """Listen addresses from the file (no flag), a missing named interface, and reloads
+    that move the listener."""
+    text = "interfaces: [flc0, nosuch0]\nlog: {level: info}\nweb: {listen_addresses: ['127.0.0.1:%d']}\n"
+    cfg = H.write_file(lab, "missing-if.yaml", text % H.METRICS_PORT)
+    fl = H.Daemon(lab, cfg, listen=False)
     fl.wait_ready()
     r = fl.get("/healthz")
     chk.check(r.status == 503 and "nosuch0" in r.text,
@@ -256,6 +262,45 @@ def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
               f"nosuch0 was created, flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
     r = fl.get("/healthz")
     chk.check(r.status == 200, f"/healthz once nosuch0 exists = {r.status} {r.text!r}, want 200")
+
+    # The listener moves on reload (docs/configuration.md, Reloading).
+    new_port, taken_port = H.METRICS_PORT + 1, H.METRICS_PORT + 2
+    t0 = time.monotonic()
+    with open(cfg, "w") as f:
+        f.write(text % new_port)
+    since = fl.log_count()
+    fl.kill(signal.SIGHUP)
+    ok = fl.wait_log("configuration reloaded", since, 8)
+    took = time.monotonic() - t0
+    chk.note(f"reload that moves the listener took {took:.2f}s")
+    chk.check(ok is not None, "reload to a new listen address: no 'configuration reloaded' line")
+    fl.port = new_port
+    r = fl.get("/healthz")
+    chk.check(r.status == 200, f"after moving the listener to :{new_port}: /healthz {r.status}")
+    try:
+        H.http_get(fl.ns, H.METRICS_PORT, "/healthz", timeout=2)
+        chk.check(False, f"the old listener :{H.METRICS_PORT} still answers after the reload moved it")
+    except OSError:
+        pass
+    with N.netns(lab.client_ns):
+        blocker = __import__("socket").socket()
+    try:
+        blocker.bind(("127.0.0.1", taken_port))
+        blocker.listen()
+        with open(cfg, "w") as f:
+            f.write(text % taken_port)
+        since = fl.log_count()
+        fl.kill(signal.SIGHUP)
+        line = fl.wait_log("reload failed", since, 8)
+        chk.check(line is not None and str(taken_port) in line,
+                  f"reload to a taken port must fail naming it; log: {[l for _, l in fl.stderr[since:]]}")
+        chk.check(fl.alive(), "flowlatd exited after a reload to a taken port")
+        m = fl.scrape()  # the previous listener (new_port) must be back
+        chk.check(m.value("flowlat_config_last_reload_successful") == 0,
+                  "a reload that cannot bind must set reload_successful to 0")
+    finally:
+        blocker.close()
+
     rc, took = fl.terminate_timed(signal.SIGTERM)
     chk.check(rc == 0, f"daemon 2: exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
     chk.check(not N.attachments(lab.client_ns, "nosuch0").flowlat(), "flowlat still attached to nosuch0 after exit")

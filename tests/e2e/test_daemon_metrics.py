@@ -239,6 +239,8 @@ def body() -> None:
                        ("flowlat_flow_table_size", FLOW_TABLE_SIZE), ("flowlat_config_last_reload_successful", 1)):
         got = m.value(name)
         chk.check(got == want, f"{name} = {got}, want {want}")
+    chk.check(m.value("flowlat_series") == len(expect), f"flowlat_series = {m.value('flowlat_series')},"
+                                                         f" want {len(expect)} label sets")
     chk.check(m.value("flowlat_probe_attached", interface=lab.client_if) == 1,
               f"flowlat_probe_attached{{interface={lab.client_if}}} = {m.find('flowlat_probe_attached')}")
     bi = m.find("flowlat_build_info")
