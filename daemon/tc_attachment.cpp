@@ -8,6 +8,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
+#include <string_view>
 #include <cstring>
 #include <tuple>
 
@@ -102,6 +104,14 @@ Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, c
         count_flowlat_tcx_programs(ifindex, attach_tcx_egress) > 0)
         return Error{"attach to " + interface + ": another flowlatd process is already attached there", EBUSY};
 
+    // FLOWLATD_ATTACH_MODE=clsact forces the fallback path, e.g. to share hooks with tc tooling
+    // or to test it on a kernel that has TCX.
+    const char* forced = std::getenv("FLOWLATD_ATTACH_MODE");
+    if (forced != nullptr && std::string_view(forced) == "clsact") {
+        Status clsact = attachment->attach_clsact(probe);
+        if (!clsact) return clsact.error();
+        return attachment;
+    }
     Status tcx = attachment->attach_tcx(probe);
     if (tcx) return attachment;
     if (tcx.error().errno_value != EINVAL && tcx.error().errno_value != EOPNOTSUPP)
@@ -135,8 +145,12 @@ Status TcAttachment::attach_clsact(const Probe& probe)
     mode_ = AttachMode::clsact;
     bpf_tc_hook hook = make_hook(ifindex_, BPF_TC_INGRESS);
     // EEXIST: a clsact qdisc is already there (maybe someone else's); we share it and never delete it.
-    if (int err = bpf_tc_hook_create(&hook); err != 0 && err != -EEXIST)
-        return os_error("create clsact qdisc on " + interface_, -err);
+    int created = 0;
+    {
+        QuietLibbpf quiet;
+        created = bpf_tc_hook_create(&hook);
+    }
+    if (created != 0 && created != -EEXIST) return os_error("create clsact qdisc on " + interface_, -created);
 
     struct Hook {
         bpf_tc_attach_point point;
@@ -148,7 +162,12 @@ Status TcAttachment::attach_clsact(const Probe& probe)
                    Hook{BPF_TC_EGRESS, probe.egress_program_fd(), &egress_filter_, "egress"}}) {
         bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
         bpf_tc_opts query = make_opts();
-        if (bpf_tc_query(&point_hook, &query) == 0 && !is_flowlat_program_id(query.prog_id)) {
+        int queried = 0;
+        {
+            QuietLibbpf quiet; // "not found" is the usual answer
+            queried = bpf_tc_query(&point_hook, &query);
+        }
+        if (queried == 0 && !is_flowlat_program_id(query.prog_id)) {
             detach_clsact();
             return Error{"attach to " + interface_ + " " + h.name +
                              ": clsact handle 0xf10a priority 0xf10a is held by another program",
