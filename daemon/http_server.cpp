@@ -2,6 +2,7 @@
 
 #include <CivetServer.h>
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
@@ -72,10 +73,28 @@ Result<std::string> listening_port(const std::string& address)
     const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
         return Error{"listen address '" + address + "': port must be a number from 0 to 65535", 0};
-    in_addr ignored{};
-    if (!host.empty() && inet_pton(AF_INET, host.c_str(), &ignored) != 1)
-        return Error{"listen address '" + address + "': host must be an IPv4 address such as 127.0.0.1", 0};
-    return host.empty() ? std::to_string(value) : host + ":" + std::to_string(value);
+    if (host.empty()) return std::to_string(value);
+    in_addr ipv4{};
+    if (inet_pton(AF_INET, host.c_str(), &ipv4) == 1) return host + ":" + std::to_string(value);
+    // civetweb binds literals only: resolve a host name to its first IPv4 address.
+    const bool name_ok = std::all_of(host.begin(), host.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.';
+    });
+    if (!name_ok)
+        return Error{"listen address '" + address + "': host must be an IPv4 address or a host name", 0};
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    if (rc != 0 || found == nullptr)
+        return Error{"listen address '" + address + "': cannot resolve '" + host + "' to an IPv4 address: " +
+                         gai_strerror(rc),
+                     0};
+    char text[INET_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
+    freeaddrinfo(found);
+    return std::string(text) + ":" + std::to_string(value);
 }
 
 } // namespace

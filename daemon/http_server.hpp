@@ -24,7 +24,9 @@ struct LandingInfo {
 };
 
 struct ServerOptions {
-    // ":10435" (every IPv4 address), "127.0.0.1:0" (port 0: ephemeral), "0.0.0.0:9100".
+    // ":10435" (every IPv4 address), "127.0.0.1:0" (port 0: ephemeral), "0.0.0.0:9100",
+    // "host.example:9100" (resolved once, at start, to its first IPv4 address). IPv6 is an
+    // error: this civetweb is built without it.
     std::vector<std::string> listen_addresses{":10435"};
     std::function<std::string()> metrics; // text exposition; called on a worker thread
     std::function<Health()> health;
