@@ -50,6 +50,9 @@ struct {
  */
 __u32 ack_filter[FLOWLAT_ACK_FILTER_BUCKETS];
 
+/* A ring record as the queue counts it: the event plus the ring's 8-byte record header. */
+#define FLOWLAT_RING_RECORD_BYTES (sizeof(struct flowlat_event) + BPF_RINGBUF_HDR_SZ)
+
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
@@ -370,8 +373,22 @@ static __always_inline void emit(const struct flowlat_flow_key *key, const struc
 	event->flags = rtt_valid ? FLOWLAT_EVENT_F_RTT_VALID : 0;
 	__builtin_memset(event->reserved, 0, sizeof(event->reserved));
 
-	if (ring_wakeup_bytes && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < ring_wakeup_bytes)
-		flags = BPF_RB_NO_WAKEUP;
+	/*
+	 * Batched wakeups: wake the reader when this record carries the queue across a
+	 * multiple of ring_wakeup_bytes, and never otherwise. The kernel's default (flags 0)
+	 * wakes only when the reader had consumed everything before this record, which is
+	 * never true once earlier records were queued without a wakeup: the reader would
+	 * then run on its timer alone and a fast producer overruns the ring. Crossings that
+	 * race with another CPU's record can be missed; the next multiple, or the reader's
+	 * timer, catches up.
+	 */
+	if (ring_wakeup_bytes) {
+		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		__u64 before = avail > FLOWLAT_RING_RECORD_BYTES ? avail - FLOWLAT_RING_RECORD_BYTES : 0;
+
+		flags = avail / ring_wakeup_bytes != before / ring_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										   : BPF_RB_NO_WAKEUP;
+	}
 	bpf_ringbuf_submit(event, flags);
 }
 
