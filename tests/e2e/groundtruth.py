@@ -59,11 +59,28 @@ class Truth:
         return None if self.answer_ns is None else self.answer_ns - self.first_syn_ns
 
 
+def epochs(conv: list[Packet], initiator: str) -> list[list[Packet]]:
+    """A 4-tuple used for several connections, split where the initiator's SYN carries a new ISN."""
+    out: list[list[Packet]] = []
+    isn = None
+    for p in conv:
+        if p.src == initiator and p.is_("SYN") and p.seq != isn:
+            isn = p.seq
+            out.append([])
+        if out:
+            out[-1].append(p)
+    return out
+
+
 def truth(pkts: list[Packet], direction: str, family: int, local: str, lport: int, peer: str,
-          pport: int) -> Truth:
+          pport: int, epoch: int = 0) -> Truth:
+    """epoch picks the connection when the 4-tuple was reused (0: the first)."""
     conv = conversation(pkts, local, lport, peer, pport)
+    parts = epochs(conv, local if direction == "outbound" else peer)
+    conv = parts[epoch] if epoch < len(parts) else []
     if not conv:
-        raise AssertionError(f"capture holds no packet of {direction} {local}:{lport} <-> {peer}:{pport}")
+        raise AssertionError(f"capture holds no packet of {direction} {local}:{lport} <-> {peer}:{pport}"
+                             f" (connection #{epoch})")
     if direction == "outbound":
         syns = [p for p in conv if p.src == local and p.is_("SYN")]
         answer = next((p for p in conv if p.src == peer and (p.is_("SYN", "ACK") or p.flags & 0x04)), None)
@@ -173,6 +190,27 @@ def match_events(chk: Checker, events: list[dict], expected: list[tuple]) -> dic
         got = seen.pop(key, [])
         if chk.check(len(got) == 1, f"handshake {key} reported {len(got)} times (want exactly once): {got}"):
             out[key] = got[0]
+    for key, evs in seen.items():
+        for ev in evs:
+            chk.check(False, f"unexpected line for a handshake the test did not make: {ev}")
+    return out
+
+
+def match_events_in_order(chk: Checker, events: list[dict], expected: list[tuple]) -> dict[tuple, list[dict]]:
+    """Like match_events, but a key may be expected several times (a reused 4-tuple): it
+    must then be printed exactly that often. Events per key keep their printed order."""
+    want: dict[tuple, int] = {}
+    for key in expected:
+        want[key] = want.get(key, 0) + 1
+    seen: dict[tuple, list[dict]] = {}
+    for ev in events:
+        key = (ev.get("direction"), ev.get("family"), ev.get("local_port"), ev.get("peer_port"))
+        seen.setdefault(key, []).append(ev)
+    out = {}
+    for key, n in want.items():
+        got = seen.pop(key, [])
+        if chk.check(len(got) == n, f"handshake {key} reported {len(got)} times (want {n}): {got}"):
+            out[key] = got
     for key, evs in seen.items():
         for ev in evs:
             chk.check(False, f"unexpected line for a handshake the test did not make: {ev}")

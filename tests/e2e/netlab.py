@@ -228,13 +228,15 @@ class Lab:
     def client_socket(self, family: int, type_: int = socket.SOCK_STREAM) -> socket.socket:
         return socket_in(self.client_ns, socket.AF_INET if family == 4 else socket.AF_INET6, type_)
 
-    def connect(self, family: int, port: int, timeout: float) -> "Connect":
-        """A real kernel client connect() to the responder; closes with RST (SO_LINGER 0)."""
+    def connect(self, family: int, port: int, timeout: float, local_port: int = 0) -> "Connect":
+        """A real kernel client connect() to the responder; closes with RST (SO_LINGER 0),
+        so the same local_port can be reused at once."""
         local, peer = ADDRS[family]
         s = self.client_socket(family)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-            s.bind((local, 0))  # bind first so the port is known even when connect fails
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((local, local_port))  # bind first so the port is known even when connect fails
             lport = s.getsockname()[1]
             s.settimeout(timeout)
             t0 = time.monotonic()
@@ -466,7 +468,9 @@ class Flowlatd(Proc):
 class Capture(Proc):
     """dumpcap on one interface of one namespace: the ground truth at the probe's observation point."""
 
-    def __init__(self, lab: Lab, ns: str, ifname: str, bpf_filter: str = "tcp"):
+    # libpcap's "tcp" does not follow IPv6 extension headers, so take all of IPv6;
+    # tshark then finds TCP behind any header chain and packets without TCP are skipped.
+    def __init__(self, lab: Lab, ns: str, ifname: str, bpf_filter: str = "tcp or ip6"):
         self.path = os.path.join(lab.tmpdir, f"{ns}-{ifname}.pcapng")
         super().__init__(lab.exec_cmd(ns, ["dumpcap", "-q", "-i", ifname, "-f", bpf_filter, "-w", self.path]),
                          "dumpcap")

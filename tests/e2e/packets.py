@@ -87,10 +87,20 @@ def tcp_options(mss: Optional[int] = None, wscale: Optional[int] = None, sack_pe
     return out
 
 
+IPV6_HOPOPTS, IPV6_DSTOPTS = 0, 60
+
+
+def ipv6_padn_header(next_header: int) -> bytes:
+    """An 8-byte Hop-by-Hop or Destination Options header holding one PadN option."""
+    return struct.pack("!BBBB4x", next_header, 0, 1, 4)
+
+
 def build_frame(*, src_mac: str, dst_mac: str, src: str, dst: str, sport: int, dport: int,
                 seq: int, ack: int, flags: int, window: int = 64240, options: bytes = b"",
-                ip_id: int = 0) -> bytes:
-    """One Ethernet frame carrying a TCP segment without payload, checksums filled in."""
+                ip_id: int = 0, ipv4_options: bytes = b"", ipv6_ext: tuple[int, ...] = ()) -> bytes:
+    """One Ethernet frame carrying a TCP segment without payload, checksums filled in.
+    ipv4_options (a multiple of 4 bytes) go into the IPv4 header; ipv6_ext lists extension
+    header types (IPV6_HOPOPTS, IPV6_DSTOPTS) inserted, each with PadN, before TCP."""
     s, d = ipaddress.ip_address(src), ipaddress.ip_address(dst)
     if s.version != d.version:
         raise ValueError(f"mixed address families: {src} -> {dst}")
@@ -104,12 +114,18 @@ def build_frame(*, src_mac: str, dst_mac: str, src: str, dst: str, sport: int, d
     csum = _checksum(pseudo + tcp)
     tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
     if s.version == 4:
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id & 0xFFFF, 0x4000, 64,
-                         IPPROTO_TCP, 0, s.packed, d.packed)
+        if len(ipv4_options) % 4:
+            raise ValueError("IPv4 options must fill whole 32-bit words")
+        hlen = 20 + len(ipv4_options)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x40 | hlen // 4, 0, hlen + len(tcp), ip_id & 0xFFFF, 0x4000,
+                         64, IPPROTO_TCP, 0, s.packed, d.packed) + ipv4_options
         ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
         ethertype = ETH_P_IP
     else:
-        ip = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), IPPROTO_TCP, 64, s.packed, d.packed)
+        chain = list(ipv6_ext) + [IPPROTO_TCP]
+        ext = b"".join(ipv6_padn_header(chain[i + 1]) for i in range(len(ipv6_ext)))
+        ip = struct.pack("!IHBB16s16s", 6 << 28, len(ext) + len(tcp), chain[0], 64, s.packed,
+                         d.packed) + ext
         ethertype = ETH_P_IPV6
     return mac_bytes(dst_mac) + mac_bytes(src_mac) + struct.pack("!H", ethertype) + ip + tcp
 

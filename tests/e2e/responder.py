@@ -183,6 +183,7 @@ class ClientHandshake:
     result: str = "none"      # completed | refused | no-answer
     synack_rx_ns: Optional[int] = None  # kernel receive time of the SYN-ACK the ACK answers
     synacks: int = 0                     # SYN-ACKs received before the ACK went out
+    ip_extra: dict = field(default_factory=dict)  # ipv4_options / ipv6_ext for every frame sent
     ack_tx_ns: Optional[int] = None  # wall clock just before the ACK's send()
     server_isn: Optional[int] = None
 
@@ -209,7 +210,7 @@ class RawClient:
         return P.build_frame(src_mac=self.mac, dst_mac=self.server_mac, src=h.src, dst=h.dst,
                              sport=h.sport, dport=h.dport, seq=seq, ack=ack, flags=flags,
                              window=64240 if not flags & P.RST else 0, options=options,
-                             ip_id=random.getrandbits(16))
+                             ip_id=random.getrandbits(16), **h.ip_extra)
 
     def _wait(self, h: ClientHandshake, timeout: float) -> Optional[tuple[P.Segment, int]]:
         deadline = time.monotonic() + timeout
@@ -228,11 +229,12 @@ class RawClient:
                 return seg, got[1]
 
     def handshake(self, family: int, src: str, dst: str, dport: int, ack_delay: float,
-                  send_ack: bool = True, reset: bool = True, timeout: float = 3.0) -> ClientHandshake:
+                  send_ack: bool = True, reset: bool = True, timeout: float = 3.0,
+                  ip_extra: Optional[dict] = None) -> ClientHandshake:
         """SYN; on SYN-ACK wait ack_delay then ACK (ack = server ISN + 1); then RST to clean up.
         SYN-ACK retransmissions arriving during the delay are collected; the ACK echoes
         the TSval of the last one, which makes that transmission the timed one."""
-        h = ClientHandshake(family, src, self.new_port(), dst, dport)
+        h = ClientHandshake(family, src, self.new_port(), dst, dport, ip_extra=dict(ip_extra or {}))
         isn = h.isn = random.getrandbits(32)
         self._drain()
         opts = P.tcp_options(mss=1460, sack_perm=True, timestamps=(ts_clock(), 0), wscale=7)

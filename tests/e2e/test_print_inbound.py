@@ -6,16 +6,25 @@ addresses. From the responder namespace a raw client sends a SYN, waits 5/20/80 
 the SYN-ACK, sends the final ACK and then an RST. rtt_ns must be within 250 µs of the
 SYN-ACK (egress) -> ACK (ingress) gap dumpcap measured on the probed veth. A SYN to
 port 7999, where nothing listens, draws the kernel's RST: outcome refused.
+
+The raw client also sends handshakes whose every frame carries IPv4 options (4 and 40
+bytes of NOP/EOL) or IPv6 extension headers (Hop-by-Hop; Hop-by-Hop + Destination
+Options). The kernel accepts them, so the probe must follow the header chain to TCP.
 """
 import time
 
 import netlab as N
+import packets as P
 import responder as R
 from groundtruth import Errors, check_event, match_events, truth
 
 PORT, CLOSED_PORT = 7000, 7999
 DELAYS = (0.005, 0.020, 0.080)
 REPEATS = 3
+HEADER_VARIANTS = {
+    4: [{"ipv4_options": bytes([1, 1, 1, 0])}, {"ipv4_options": bytes([1] * 39 + [0])}],
+    6: [{"ipv6_ext": (P.IPV6_HOPOPTS,)}, {"ipv6_ext": (P.IPV6_HOPOPTS, P.IPV6_DSTOPTS)}],
+}
 
 
 def body() -> None:
@@ -40,6 +49,11 @@ def body() -> None:
                 if h.result != "completed":
                     N.fail_hard(f"harness: raw handshake to {server}:{PORT} gave {h.result}")
                 done.append(h)
+        for extra in HEADER_VARIANTS[family]:
+            h = client.handshake(family, me, server, PORT, ack_delay=0.010, ip_extra=extra)
+            if h.result != "completed":
+                N.fail_hard(f"harness: handshake with {extra} to {server}:{PORT} gave {h.result}")
+            done.append(h)
         for _ in range(2):
             h = client.handshake(family, me, server, CLOSED_PORT, ack_delay=0)
             if h.result != "refused":
