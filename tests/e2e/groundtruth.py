@@ -83,7 +83,10 @@ def truth(pkts: list[Packet], direction: str, family: int, local: str, lport: in
                              f" (connection #{epoch})")
     if direction == "outbound":
         syns = [p for p in conv if p.src == local and p.is_("SYN")]
-        answer = next((p for p in conv if p.src == peer and (p.is_("SYN", "ACK") or p.flags & 0x04)), None)
+        # Only an answer that acknowledges our SYN counts (a SYN-ACK with a wrong ack is noise).
+        good_ack = (syns[0].seq + 1) & 0xFFFFFFFF if syns else None
+        answer = next((p for p in conv if p.src == peer and (p.is_("SYN", "ACK") or p.flags & 0x04)
+                       and p.ack == good_ack), None)
         before = [p for p in syns if answer is None or p.t_ns <= answer.t_ns]
         t = Truth(direction, family, local, lport, peer, pport,
                   "none" if answer is None else ("refused" if answer.flags & 0x04 else "completed"),

@@ -44,6 +44,7 @@ class PortPlan:
     timestamps: bool = True  # SYN-ACK carries the timestamp option (TSecr = SYN's TSval)
     ignore_first: int = 0   # SYNs of each connection left unanswered before answering
     answer_only: Optional[int] = None  # answer only this SYN of a connection (1-based)
+    bogus_first: bool = False  # at once, a SYN-ACK whose ack number is wrong (then the real answer)
 
 
 @dataclass
@@ -167,6 +168,15 @@ class Responder:
                                 flags=P.RST | P.ACK, window=0)
         else:
             return
+        if plan.bogus_first and action == "synack":
+            bogus = P.build_frame(src_mac=self.mac, dst_mac=seg.src_mac, src=seg.dst, dst=seg.src,
+                                  sport=seg.dport, dport=seg.sport, seq=random.getrandbits(32),
+                                  ack=seg.seq + 1001, flags=P.SYN | P.ACK, window=65160,
+                                  options=P.tcp_options(mss=1460), ip_id=random.getrandbits(16))
+            self._seq += 1
+            heapq.heappush(self._pending, (time.monotonic(), self._seq, bogus,
+                                           Answer(seg.family, seg.src, seg.sport, seg.dport, seg.seq,
+                                                  seg.tsval, rx_ns, "bogus")))
         self._seq += 1
         heapq.heappush(self._pending, (time.monotonic() + plan.delay, self._seq, out, ans))
 
@@ -230,15 +240,19 @@ class RawClient:
 
     def handshake(self, family: int, src: str, dst: str, dport: int, ack_delay: float,
                   send_ack: bool = True, reset: bool = True, timeout: float = 3.0,
-                  ip_extra: Optional[dict] = None) -> ClientHandshake:
+                  ip_extra: Optional[dict] = None, dup_syn_after: Optional[float] = None) -> ClientHandshake:
         """SYN; on SYN-ACK wait ack_delay then ACK (ack = server ISN + 1); then RST to clean up.
         SYN-ACK retransmissions arriving during the delay are collected; the ACK echoes
-        the TSval of the last one, which makes that transmission the timed one."""
+        the TSval of the last one, which makes that transmission the timed one.
+        dup_syn_after: resend the SYN (same ISN, new TSval) that long after the first
+        SYN-ACK, as a client whose SYN-ACK was lost would; the server answers it again."""
         h = ClientHandshake(family, src, self.new_port(), dst, dport, ip_extra=dict(ip_extra or {}))
         isn = h.isn = random.getrandbits(32)
         self._drain()
-        opts = P.tcp_options(mss=1460, sack_perm=True, timestamps=(ts_clock(), 0), wscale=7)
-        self.sock.send(self._frame(h, isn, 0, P.SYN, opts))
+        def syn() -> bytes:
+            return self._frame(h, isn, 0, P.SYN,
+                               P.tcp_options(mss=1460, sack_perm=True, timestamps=(ts_clock(), 0), wscale=7))
+        self.sock.send(syn())
         got = self._wait(h, timeout)
         if got is None:
             h.result = "no-answer"
@@ -256,8 +270,13 @@ class RawClient:
             return h
         # Deadline from the SYN-ACK's kernel receive time, so Python's wake-up lag is not added.
         due = time.monotonic() + ack_delay - (time.time_ns() - rx_ns) / 1e9
+        dup_at = None if dup_syn_after is None else due - ack_delay + dup_syn_after
         while due - time.monotonic() > 0.002:
-            again = self._wait(h, due - time.monotonic() - 0.0015)
+            if dup_at is not None and time.monotonic() >= dup_at:
+                self.sock.send(syn())
+                dup_at = None
+            until = due if dup_at is None else min(due, dup_at + 0.0015)
+            again = self._wait(h, max(0.0, until - time.monotonic() - 0.0015))
             if again and again[0].handshake_flags == P.SYN | P.ACK:
                 seg, h.synack_rx_ns = again
                 h.synacks += 1

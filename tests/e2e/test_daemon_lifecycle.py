@@ -11,8 +11,8 @@ Daemon 1 runs with interfaces: ["flc*"] (only flc0 exists at start):
      error as file:line:column: key: message, the reload metric is 0, the timestamp does
      not move, and the old config keeps measuring (new handshakes still counted, as db).
      A good file again brings the metric back to 1.
-  4. A veth flc1 (matching flc*) created while running is attached
-     (flowlat_probe_attached{interface="flc1"} 1) and measures; when it is deleted the
+  4. A veth HOTPLUG_IF (flc"x\\1, matching flc*) created while running is attached
+     (flowlat_probe_attached 1, label escaped, promtool clean) and measures; when it is deleted the
      metric drops to 0 and its series stay; /healthz stays 200 (a glob may match nothing).
   5. SIGTERM: exit 0 within 2 s; no flowlat program left on flc0 (TCX queried from the
      kernel, `tc filter show`), and the programs/links seen while running are gone
@@ -37,6 +37,10 @@ import responder as R
 PORT = 5001
 SHUTDOWN_LIMIT = 2.0
 PLANS = {PORT: R.PortPlan(delay=0.005)}
+# The interface that comes and goes matches flc* and holds a quote and a backslash (both
+# legal in Linux interface names), so its label must be escaped in the exposition.
+HOTPLUG_IF = 'flc"x\\1'
+
 
 BASE = """# test_daemon_lifecycle
 interfaces: ["flc*"]
@@ -168,28 +172,31 @@ def daemon_one(chk: N.Checker, lab: N.Lab) -> None:
               "a good reload after a failed one must set reload_successful back to 1")
 
     # ------------------------------------------------------------------ 4. interfaces come and go
-    veth = H.Veth(lab, "flc1", "flr1", 1, PLANS)
-    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface="flc1") == 1, 5, "flc1")
-    chk.check(m.value("flowlat_probe_attached", default=None, interface="flc1") == 1,
-              f"flc1 appeared and matches flc*, but flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
-    seen_flc1 = kernel_objects(lab, "flc1")
-    chk.check(len(seen_flc1) >= 2, f"expected flowlat TCX programs on flc1, found {seen_flc1}")
+    veth = H.Veth(lab, HOTPLUG_IF, "flr1", 1, PLANS)
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface=HOTPLUG_IF) == 1, 5, "hotplug")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) == 1,
+              f"{HOTPLUG_IF!r} appeared and matches flc*, but flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    seen_hotplug = kernel_objects(lab, HOTPLUG_IF)
+    chk.check(len(seen_hotplug) >= 2, f"expected flowlat TCX programs on {HOTPLUG_IF!r}, found {seen_hotplug}")
     drive(chk, lab, 2, veth.local[4], veth.peer[4])
-    m = fl.wait_metrics(lambda m: completed(m, veth.peer[4], "flc1") >= 2, 3, "flc1 handshakes")
-    chk.check(completed(m, veth.peer[4], "flc1") == 2,
-              f"handshakes over flc1: {completed(m, veth.peer[4], 'flc1')} completed, want 2")
+    m = fl.wait_metrics(lambda m: completed(m, veth.peer[4], HOTPLUG_IF) >= 2, 3, "hotplug handshakes")
+    lint = H.promtool_check_metrics(m.text)
+    chk.check(lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(),
+              f"promtool check metrics with interface {HOTPLUG_IF!r}: {lint.stdout}{lint.stderr}")
+    chk.check(completed(m, veth.peer[4], HOTPLUG_IF) == 2,
+              f"handshakes over {HOTPLUG_IF!r}: {completed(m, veth.peer[4], HOTPLUG_IF)} completed, want 2")
     veth.delete()
-    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface="flc1") == 0, 5,
-                        "flc1 gone")
-    chk.check(m.value("flowlat_probe_attached", default=None, interface="flc1") == 0,
-              f"flc1 was deleted, flowlat_probe_attached = {m.find('flowlat_probe_attached')} (want flc1 at 0)")
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) == 0, 5,
+                        "hotplug gone")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) == 0,
+              f"{HOTPLUG_IF!r} was deleted, flowlat_probe_attached = {m.find('flowlat_probe_attached')} (want it at 0)")
     chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
               f"flc0 must stay attached: {m.find('flowlat_probe_attached')}")
-    chk.check(completed(m, veth.peer[4], "flc1") == 2,
-              f"the series of the vanished flc1 must stay: {completed(m, veth.peer[4], 'flc1')} completed, want 2")
+    chk.check(completed(m, veth.peer[4], HOTPLUG_IF) == 2,
+              f"the series of the vanished {HOTPLUG_IF!r} must stay: {completed(m, veth.peer[4], HOTPLUG_IF)} completed, want 2")
     r = fl.get("/healthz")
     chk.check(r.status == 200, f"/healthz after a glob-matched interface vanished = {r.status} {r.text!r}, want 200")
-    chk.check(fl.alive(), "flowlatd exited after flc1 was deleted")
+    chk.check(fl.alive(), f"flowlatd exited after {HOTPLUG_IF!r} was deleted")
 
     # ------------------------------------------------------------------ 5. SIGTERM
     rc, took = fl.terminate_timed(signal.SIGTERM)
@@ -202,14 +209,14 @@ def daemon_one(chk: N.Checker, lab: N.Lab) -> None:
         out = N.run(lab.exec_cmd(lab.client_ns, ["tc", "filter", "show", "dev", lab.client_if, hook]), check=False)
         chk.check("flowlat" not in out.stdout, f"tc filter show dev {lab.client_if} {hook}: {out.stdout}")
     deadline = time.monotonic() + 3
-    alive = seen + seen_flc1
+    alive = seen + seen_hotplug
     while alive and time.monotonic() < deadline:
         alive = [(p, l) for p, l in alive if N.prog_name(p) is not None or N.link_exists(l)]
         if alive:
             time.sleep(0.2)
     chk.check(not alive, f"BPF programs/links (prog id, link id) still exist after exit: {alive}")
     links = N.run(["bpftool", "-j", "link", "show"], check=False).stdout
-    ours = {l for _, l in seen + seen_flc1}
+    ours = {l for _, l in seen + seen_hotplug}
     still = [l for l in ours if re.search(rf'"id":\s*{l}\b', links)]
     chk.check(not still, f"bpftool link show still lists links {still}")
 

@@ -10,6 +10,9 @@ gap that dumpcap measured on the same interface.
 Two stress cases follow: a burst of 48 concurrent connects (IPv4 and IPv6 at once), and
 a 4-tuple reused for three back-to-back connections (fixed local port, closed with RST so
 it is free again at once): each connection must be printed, in order, with its own RTT.
+Port 5005 first sends a SYN-ACK with a wrong ack number (the client kernel answers it
+with an RST and resends its SYN), then the real SYN-ACK after 20 ms: the bogus answer and
+the client's RST must not end or time the handshake.
 """
 import threading
 import time
@@ -21,6 +24,7 @@ from groundtruth import Errors, check_event, match_events_in_order, truth
 DELAYS = {5001: 0.005, 5002: 0.020, 5003: 0.080}
 CLOSED_PORT = 5004
 REPEATS = 4
+BOGUS_PORT = 5005
 BURST_PORT, BURST = 5002, 24        # per family, all in flight together
 REUSE_PORT, REUSE = 5001, 3         # connections per fixed 4-tuple
 REUSE_LOCAL = {4: 45001, 6: 45002}
@@ -33,6 +37,7 @@ def body() -> None:
         sock = R.open_packet_socket(lab.peer_if)
     plans = {p: R.PortPlan(delay=d) for p, d in DELAYS.items()}
     plans[CLOSED_PORT] = R.PortPlan(action="rst", delay=0.002)
+    plans[BOGUS_PORT] = R.PortPlan(delay=0.020, bogus_first=True)
     resp = R.Responder(sock, lab.peer_mac, [N.PEER_V4, N.PEER_V6], plans).start()
     N._open_resources.append(resp)
 
@@ -47,6 +52,7 @@ def body() -> None:
                 conns.append(lab.connect(family, port, timeout=3))
         for _ in range(2):
             conns.append(lab.connect(family, CLOSED_PORT, timeout=3))
+            conns.append(lab.connect(family, BOGUS_PORT, timeout=3))
     burst: list[N.Connect] = []
     lock = threading.Lock()
 
@@ -88,7 +94,8 @@ def body() -> None:
         outcome = "refused" if c.peer_port == CLOSED_PORT else "completed"
         check_event(chk, errs, ev, t, lab.client_if, outcome, expect_rtt=None)
         if outcome == "completed":
-            chk.check(t.retransmits == 0, f"harness: unexpected SYN retransmission on {key}")
+            if c.peer_port != BOGUS_PORT:
+                chk.check(t.retransmits == 0, f"harness: unexpected SYN retransmission on {key}")
             answers = [a for a in resp.answers_for(c.local_port, c.peer_port) if a.action == "synack"]
             # The responder's own clock is only informational and too noisy in the burst
             # (one Python thread answering 48 SYNs), so the burst is left out of that figure.

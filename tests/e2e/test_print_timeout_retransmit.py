@@ -16,6 +16,8 @@ handshakes that take just over 1 s because of the retransmission):
                                                  handshake_ns >= 1 s
   * outbound "late": the first SYN answered after 1.2 s, the retransmission at 1 s
     ignored; TSecr names the first SYN         -> rtt ~ 1.2 s (not ~0.2 s)
+  * outbound "refused late": first SYN ignored, the retransmission refused (RST-ACK)
+                                              -> refused, retransmits 1, handshake_ns >= 1 s
   * inbound: the raw client ACKs 1.2 s after the first SYN-ACK, echoing the TSval of the
     retransmitted SYN-ACK                      -> completed, retransmits 1, rtt ~ 0.2 s
 All values are compared with dumpcap's capture of the probed veth.
@@ -26,7 +28,7 @@ import netlab as N
 import responder as R
 from groundtruth import Errors, check_event, match_events, truth
 
-SILENT, TSECHO, NOTS, LATE = 5009, 5101, 5102, 5103
+SILENT, TSECHO, NOTS, LATE, RST_LATE = 5009, 5101, 5102, 5103, 5104
 LISTEN = 7000
 SECOND = 1_000_000_000
 
@@ -49,6 +51,7 @@ def body() -> None:
         TSECHO: R.PortPlan(delay=0.010, ignore_first=1),
         NOTS: R.PortPlan(delay=0.010, ignore_first=1, timestamps=False),
         LATE: R.PortPlan(delay=1.200, answer_only=1),
+        RST_LATE: R.PortPlan(action="rst", delay=0.002, ignore_first=1),
     }
     resp = R.Responder(rsock, lab.peer_mac, [N.PEER_V4, N.PEER_V6], plans).start()
     N._open_resources.append(resp)
@@ -88,9 +91,9 @@ def body() -> None:
     fl.wait_ready()
     retrans_conns, retrans_in = [], []
     for family in (4, 6):
-        for port in (TSECHO, NOTS, LATE):
+        for port in (TSECHO, NOTS, LATE, RST_LATE):
             c = lab.connect(family, port, timeout=4)
-            if c.result != "connected":
+            if c.result != ("refused" if port == RST_LATE else "connected"):
                 N.fail_hard(f"harness: connect to port {port} gave {c.result}")
             retrans_conns.append(c)
         server, me = N.ADDRS[family]
@@ -144,8 +147,9 @@ def body() -> None:
             t = truth(pkts, "inbound", x.family, x.dst, x.dport, x.src, x.sport)
             want_rtt = True
             chk.check(t.retransmits >= 1, f"harness: no SYN-ACK retransmission for {key}")
-        check_event(chk, errs, ev, t, lab.client_if, "completed", expect_rtt=want_rtt)
-        if ev.get("outcome") != "completed":
+        outcome = "refused" if kind == "out" and x.peer_port == RST_LATE else "completed"
+        check_event(chk, errs, ev, t, lab.client_if, outcome, expect_rtt=want_rtt)
+        if ev.get("outcome") != outcome:
             continue
         chk.check(ev["retransmits"] >= 1, f"{key}: retransmits {ev['retransmits']} (want >= 1)")
         chk.check(ev["handshake_ns"] >= SECOND, f"{key}: handshake_ns {ev['handshake_ns']} < 1 s")
