@@ -157,7 +157,12 @@ struct HttpServer::Impl : public CivetHandler {
     std::vector<std::uint16_t> ports;
 
     using CivetHandler::handleGet;
-    bool handleGet(CivetServer*, mg_connection* conn) override
+    using CivetHandler::handleHead;
+    bool handleGet(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
+    // HEAD: the same headers, no body. Other methods are left to civetweb (404).
+    bool handleHead(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
+
+    bool dispatch(mg_connection* conn)
     {
         const mg_request_info* request = mg_get_request_info(conn);
         const std::string_view uri = request->local_uri != nullptr ? request->local_uri : "";
@@ -220,7 +225,8 @@ struct HttpServer::Impl : public CivetHandler {
         if (content_encoding != nullptr) mg_response_header_add(conn, "Content-Encoding", content_encoding, -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
         mg_response_header_send(conn);
-        if (!body.empty()) mg_write(conn, body.data(), body.size());
+        const std::string_view method = mg_get_request_info(conn)->request_method;
+        if (!body.empty() && method != "HEAD") mg_write(conn, body.data(), body.size());
     }
 };
 
