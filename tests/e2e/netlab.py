@@ -22,12 +22,14 @@ import atexit
 import ctypes
 import datetime as dt
 import decimal
+import ipaddress
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -316,15 +318,14 @@ def _tcx_query(ifindex: int, attach_type: int) -> tuple[list[int], list[int]]:
     prog_ids = (ctypes.c_uint32 * max_progs)()
     link_ids = (ctypes.c_uint32 * max_progs)()
     attr = ctypes.create_string_buffer(128)
-    struct_ = __import__("struct")
-    struct_.pack_into("IIII", attr, 0, ifindex, attach_type, 0, 0)
-    struct_.pack_into("Q", attr, 16, ctypes.addressof(prog_ids))
-    struct_.pack_into("I", attr, 24, max_progs)
-    struct_.pack_into("Q", attr, 40, ctypes.addressof(link_ids))
+    struct.pack_into("IIII", attr, 0, ifindex, attach_type, 0, 0)
+    struct.pack_into("Q", attr, 16, ctypes.addressof(prog_ids))
+    struct.pack_into("I", attr, 24, max_progs)
+    struct.pack_into("Q", attr, 40, ctypes.addressof(link_ids))
     if _libc.syscall(_SYS_BPF, _BPF_PROG_QUERY, attr, 64) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"BPF_PROG_QUERY(ifindex {ifindex}, attach type {attach_type}): {os.strerror(err)}")
-    (count,) = struct_.unpack_from("I", attr, 24)
+    (count,) = struct.unpack_from("I", attr, 24)
     return list(prog_ids[:count]), list(link_ids[:count])
 
 
@@ -375,10 +376,11 @@ def attachments(ns: str, ifname: str) -> Attachments:
 class Proc:
     """A subprocess with its stdout and stderr read line by line, each with its arrival time."""
 
-    def __init__(self, cmd: list[str], name: str):
+    def __init__(self, cmd: list[str], name: str, env: Optional[dict] = None):
         self.name, self.cmd = name, cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+                                     stderr=subprocess.PIPE, text=True, bufsize=1,
+                                     env=None if env is None else {**os.environ, **env})
         self.stdout: list[tuple[float, str]] = []
         self.stderr: list[tuple[float, str]] = []
         self._cv = threading.Condition()
@@ -442,9 +444,9 @@ class Proc:
 
 
 class Flowlatd(Proc):
-    def __init__(self, lab: Lab, args: list[str], ns: Optional[str] = None):
+    def __init__(self, lab: Lab, args: list[str], ns: Optional[str] = None, env: Optional[dict] = None):
         self.lab = lab
-        super().__init__(lab.exec_cmd(ns or lab.client_ns, [flowlatd_path(), *args]), "flowlatd")
+        super().__init__(lab.exec_cmd(ns or lab.client_ns, [flowlatd_path(), *args]), "flowlatd", env)
 
     def wait_ready(self, timeout: float = 15) -> None:
         if not self.wait_stderr("ready", timeout):
@@ -507,7 +509,7 @@ class Capture(Proc):
 
 
 def norm6(a: str) -> str:
-    return str(__import__("ipaddress").IPv6Address(a)) if a else a
+    return str(ipaddress.IPv6Address(a)) if a else a
 
 
 @dataclass
