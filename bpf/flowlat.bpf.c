@@ -5,6 +5,7 @@
  * every path returns TC_ACT_UNSPEC and nothing is written to the packet.
  */
 #include <linux/bpf.h>
+#include <linux/errno.h>
 #include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -468,23 +469,12 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 {
 	struct flowlat_flow_key key;
 	struct flowlat_flow *flow;
+	struct flowlat_flow fresh = {};
 	__u64 now = bpf_ktime_get_ns();
 	__u8 direction = egress ? FLOWLAT_DIRECTION_OUTBOUND : FLOWLAT_DIRECTION_INBOUND;
+	long err;
 
 	build_key(skb, pkt, egress, &key);
-	flow = bpf_map_lookup_elem(&flows, &key);
-	if (flow) {
-		if (flow->direction == direction && flow->syn_seq == pkt->seq) {
-			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
-			if (egress)
-				record_transmission(skb, pkt, flow, now);
-			return;
-		}
-		abandon(&key, flow, now);
-	}
-
-	struct flowlat_flow fresh = {};
-
 	fresh.first_syn_ns = now;
 	fresh.syn_seq = pkt->seq;
 	fresh.direction = direction;
@@ -494,6 +484,28 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 		record_transmission(skb, pkt, &fresh, now);
 	} else {
 		fresh.stage = FLOWLAT_STAGE_SYN_RECEIVED;
+	}
+	/*
+	 * Insert first: a new handshake, the common case, then costs one hash and one bucket
+	 * walk instead of a lookup followed by an insert. Only an existing entry (-EEXIST)
+	 * needs the lookup; a full table fails here with -E2BIG.
+	 */
+	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	if (err == 0)
+		return;
+	if (err != -EEXIST) {
+		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
+		return;
+	}
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (flow) {
+		if (flow->direction == direction && flow->syn_seq == pkt->seq) {
+			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
+			if (egress)
+				record_transmission(skb, pkt, flow, now);
+			return;
+		}
+		abandon(&key, flow, now);
 	}
 	if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST))
 		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
