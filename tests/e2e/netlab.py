@@ -97,6 +97,7 @@ def fail_hard(msg: str) -> None:
 
 
 def _on_signal(signum, _frame):
+    print(f"FAIL: interrupted by signal {signum}; cleaning up", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
 

@@ -99,7 +99,9 @@ def sighup(chk: N.Checker, fl: H.Daemon, path: str, text: str, expect_ok: bool, 
     chk.check(fl.alive(), f"{what}: flowlatd exited after SIGHUP (rc={fl.proc.poll()}):\n{fl.stderr_text()[-2000:]}")
     if not fl.alive():
         N.fail_hard(f"{what}: flowlatd is gone, cannot continue")
-    return fl.scrape()
+    # The outcome is logged a moment before the reload metric is set; the caller checks it.
+    want = 1 if expect_ok else 0
+    return fl.wait_metrics(lambda m: m.value("flowlat_config_last_reload_successful") == want, 2, what)
 
 
 def kernel_objects(lab: N.Lab, ifname: str) -> list[tuple[int, int]]:
