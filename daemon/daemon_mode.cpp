@@ -154,6 +154,7 @@ int Daemon::run()
     session_->flush();
     session_->detach_all();
     http_.reset();
+    spdlog::info("stopped");
     return 0;
 }
 

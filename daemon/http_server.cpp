@@ -3,10 +3,16 @@
 #include <CivetServer.h>
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <cctype>
 #include <charconv>
 #include <stdexcept>
@@ -271,9 +277,38 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
+namespace {
+
+// Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
+void poke_listener(std::uint16_t port)
+{
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    ::close(fd);
+}
+
+} // namespace
+
 HttpServer::~HttpServer()
 {
-    if (impl_ && impl_->server) impl_->server->close();
+    if (!impl_ || !impl_->server) return;
+    // civetweb's master thread sees the stop flag only when its poll() returns, which it does
+    // every 2 s when idle; a connection wakes it at once, so SIGTERM stays well under 2 s.
+    std::atomic<bool> closed{false};
+    std::thread closer([&] {
+        impl_->server->close();
+        closed = true;
+    });
+    for (int attempt = 0; attempt < 60 && !closed; ++attempt) {
+        for (std::uint16_t port : impl_->ports) poke_listener(port);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    closer.join();
 }
 
 const std::vector<std::uint16_t>& HttpServer::ports() const { return impl_->ports; }
