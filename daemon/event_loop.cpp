@@ -17,6 +17,8 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create()
     std::unique_ptr<EventLoop> loop(new EventLoop());
     loop->epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
     if (!loop->epoll_.valid()) return os_error("create epoll instance");
+    // Health checks may come before run() starts; "not run yet" must not read as a stall.
+    loop->last_iteration_ns_.store(probe::monotonic_now_ns(), std::memory_order_relaxed);
     return loop;
 }
 
