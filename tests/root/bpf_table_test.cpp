@@ -17,13 +17,17 @@
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <fcntl.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <array>
+#include <cstdlib>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -114,10 +118,10 @@ public:
     LoadedProbe(const LoadedProbe&) = delete;
     LoadedProbe& operator=(const LoadedProbe&) = delete;
 
-    RunResult run(Hook hook, const Packet& packet)
+    RunResult run(Hook hook, const Packet& packet, std::uint32_t ifindex = loopback_ifindex)
     {
         __sk_buff context{};
-        context.ifindex = loopback_ifindex;
+        context.ifindex = ifindex;
         RunResult result;
         result.frame_out.resize(packet.bytes.size() + 256);
 
@@ -204,6 +208,42 @@ private:
     std::vector<std::optional<HandshakeEvent>> records_;
 };
 
+// A network namespace of our own with a veth pair, for the length of one test.
+// Test runs resolve ctx.ifindex in the calling task's namespace, so this switches the
+// whole (single-threaded) test process and switches back in the destructor.
+class ScratchNamespace {
+public:
+    ScratchNamespace()
+    {
+        original_ = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (original_ < 0) throw std::runtime_error("open /proc/self/ns/net: " + std::string(std::strerror(errno)));
+        if (::unshare(CLONE_NEWNET) != 0) {
+            ::close(original_);
+            throw std::runtime_error("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
+        }
+    }
+    ~ScratchNamespace()
+    {
+        ::setns(original_, CLONE_NEWNET);
+        ::close(original_);
+    }
+    ScratchNamespace(const ScratchNamespace&) = delete;
+    ScratchNamespace& operator=(const ScratchNamespace&) = delete;
+
+    // Adds a veth pair (the end-to-end tests need veth anyway) and returns the first end's index.
+    std::uint32_t add_veth(const std::string& name, const std::string& peer_name)
+    {
+        const std::string command = "ip link add " + name + " type veth peer name " + peer_name;
+        if (std::system(command.c_str()) != 0) throw std::runtime_error(command + " failed");
+        const unsigned index = if_nametoindex(name.c_str());
+        if (index == 0) throw std::runtime_error("if_nametoindex " + name + ": " + std::strerror(errno));
+        return index;
+    }
+
+private:
+    int original_{-1};
+};
+
 // ---------------------------------------------------------------------------------------
 // The vocabulary of the tables.
 
@@ -213,7 +253,14 @@ struct Tuple {
     Address peer;
     std::uint16_t local_port;
     std::uint16_t peer_port;
+    std::uint32_t ifindex{loopback_ifindex}; // the interface the packets pass
 
+    Tuple with_ifindex(std::uint32_t index) const
+    {
+        Tuple other = *this;
+        other.ifindex = index;
+        return other;
+    }
     Tuple with_local_port(std::uint16_t port) const
     {
         Tuple other = *this;
@@ -269,16 +316,23 @@ struct Step {
     Packet packet;
     std::chrono::milliseconds sleep_before{0};
     std::optional<std::uint64_t> ack_filter_total; // sum over all buckets after this step
+    std::uint32_t ifindex{loopback_ifindex};
 };
 
 Step egress(const PacketBuilder& packet, std::chrono::milliseconds sleep_before = 0ms)
 {
-    return Step{Hook::egress, packet.build(), sleep_before, std::nullopt};
+    return Step{Hook::egress, packet.build(), sleep_before, std::nullopt, loopback_ifindex};
 }
 
 Step ingress(const PacketBuilder& packet, std::chrono::milliseconds sleep_before = 0ms)
 {
-    return Step{Hook::ingress, packet.build(), sleep_before, std::nullopt};
+    return Step{Hook::ingress, packet.build(), sleep_before, std::nullopt, loopback_ifindex};
+}
+
+Step on_interface(Step step, std::uint32_t ifindex)
+{
+    step.ifindex = ifindex;
+    return step;
 }
 
 Step with_ack_filter(Step step, std::uint64_t total)
@@ -357,7 +411,7 @@ flowlat_flow_key key_of(const Tuple& tuple)
     std::memcpy(key.peer_addr, tuple.peer.bytes.data(), sizeof(key.peer_addr));
     key.local_port_be = htons(tuple.local_port);
     key.peer_port_be = htons(tuple.peer_port);
-    key.ifindex = loopback_ifindex;
+    key.ifindex = tuple.ifindex;
     key.family = tuple.local.ipv6 ? FLOWLAT_FAMILY_IPV6 : FLOWLAT_FAMILY_IPV4;
     return key;
 }
@@ -365,7 +419,7 @@ flowlat_flow_key key_of(const Tuple& tuple)
 std::string describe(const Tuple& tuple)
 {
     return tuple.local.text() + ":" + std::to_string(tuple.local_port) + " <-> " + tuple.peer.text() + ":" +
-           std::to_string(tuple.peer_port);
+           std::to_string(tuple.peer_port) + " on ifindex " + std::to_string(tuple.ifindex);
 }
 
 // The counting filter holds exactly one count per flow waiting for its final ACK.
@@ -399,7 +453,7 @@ void check_event(const HandshakeEvent& actual, const ExpectedEvent& expected, co
     CHECK(actual.outcome == expected.outcome);
     CHECK(actual.direction == expected.direction);
     CHECK(actual.family == (expected.tuple.local.ipv6 ? Family::ipv6 : Family::ipv4));
-    CHECK(actual.ifindex == loopback_ifindex);
+    CHECK(actual.ifindex == expected.tuple.ifindex);
     CHECK(actual.local == expected.tuple.local.bytes);
     CHECK(actual.peer == expected.tuple.peer.bytes);
     CHECK(actual.local_port == expected.tuple.local_port);
@@ -458,9 +512,10 @@ void run_case(const Case& c)
 
     for (std::size_t i = 0; i < c.steps.size(); ++i) {
         const Step& step = c.steps[i];
-        INFO("step " << i << ": " << hook_name(step.hook) << " " << step.packet.summary);
+        INFO("step " << i << ": " << hook_name(step.hook) << " ifindex " << step.ifindex << " "
+                      << step.packet.summary);
         if (step.sleep_before.count() > 0) std::this_thread::sleep_for(step.sleep_before);
-        const RunResult result = probe.run(step.hook, step.packet);
+        const RunResult result = probe.run(step.hook, step.packet, step.ifindex);
         REQUIRE(result.error == 0);
         CHECK(result.verdict == TC_ACT_UNSPEC);
         CHECK(result.frame_out == step.packet.bytes); // a guest: nothing written to the packet
@@ -839,7 +894,7 @@ TEST_CASE("answers that do not match the pending handshake are ignored", "[root]
     });
 }
 
-TEST_CASE("an RST-ACK answering the SYN refuses it; other resets are ignored", "[root][bpf]")
+TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "[root][bpf]")
 {
     const auto out = Direction::outbound;
     const auto in = Direction::inbound;
@@ -1088,4 +1143,29 @@ TEST_CASE("a full ring buffer counts every event it could not take", "[root][bpf
     REQUIRE(after[0].has_value());
     CHECK(after[0]->local_port == 41000);
     CHECK(probe.counter(FLOWLAT_COUNTER_EVENTS_LOST) == handshakes - capacity);
+}
+
+TEST_CASE("the interface is part of the flow key", "[root][bpf]")
+{
+    ScratchNamespace netns;
+    const std::uint32_t veth = netns.add_veth("flowlat-t0", "flowlat-t1");
+    REQUIRE(veth != loopback_ifindex);
+    const Tuple on_veth4 = client4.with_ifindex(veth);
+    const Tuple on_veth6 = server6.with_ifindex(veth);
+    constexpr std::uint32_t other_isn = 90000;
+    run_table({
+        {"the same tuple on two interfaces is two handshakes, not a port reuse",
+         {egress(out_syn(client4)), on_interface(egress(out_syn(client4, other_isn)), veth),
+          on_interface(ingress(in_syn_ack(client4, other_isn)), veth)},
+         {completed(2, Direction::outbound, on_veth4, 1, 1)},
+         {pending_outbound(client4)}},
+        {"an answer on another interface does not complete the handshake",
+         {on_interface(egress(out_syn(client4)), veth), ingress(in_syn_ack(client4))},
+         {},
+         {pending_outbound(on_veth4)}},
+        {"an inbound handshake on another interface reports its ifindex",
+         {on_interface(ingress(in_syn(server6)), veth), on_interface(egress(out_syn_ack(server6)), veth),
+          on_interface(ingress(in_ack(server6)), veth)},
+         {completed(2, Direction::inbound, on_veth6, 1)}},
+    });
 }
