@@ -346,6 +346,7 @@ def link_exists(link_id: int) -> bool:
 class Attachments:
     tcx: dict[str, list[tuple[int, int, Optional[str]]]]  # "ingress"/"egress" -> (prog_id, link_id, name)
     tc_filters: dict[str, str]                            # "ingress"/"egress" -> `tc filter show` output
+    bpftool_net: str = ""  # `bpftool net show dev X`: blind to TCX with bpftool 7.1, kept for clsact and newer tools
 
     def flowlat(self) -> list[str]:
         """Human-readable flowlat attachments found by either mechanism."""
@@ -354,6 +355,7 @@ class Attachments:
                  if name and name.startswith("flowlat")]
         found += [f"tc {hook}: {line.strip()}" for hook, text in self.tc_filters.items()
                   for line in text.splitlines() if "flowlat" in line]
+        found += [f"bpftool net: {line.strip()}" for line in self.bpftool_net.splitlines() if "flowlat" in line]
         return found
 
 
@@ -369,7 +371,8 @@ def attachments(ns: str, ifname: str) -> Attachments:
     for hook in ("ingress", "egress"):
         proc = run(["ip", "netns", "exec", ns, "tc", "filter", "show", "dev", ifname, hook], check=False)
         filters[hook] = proc.stdout + proc.stderr
-    return Attachments(tcx, filters)
+    net = run(["ip", "netns", "exec", ns, "bpftool", "net", "show", "dev", ifname], check=False).stdout
+    return Attachments(tcx, filters, net)
 
 
 # --------------------------------------------------------------------------- processes

@@ -20,6 +20,8 @@ handshakes that take just over 1 s because of the retransmission):
                                               -> refused, retransmits 1, handshake_ns >= 1 s
   * inbound: the raw client ACKs 1.2 s after the first SYN-ACK, echoing the TSval of the
     retransmitted SYN-ACK                      -> completed, retransmits 1, rtt ~ 0.2 s
+  * inbound without timestamps: the same, but no timestamp option was negotiated
+                                              -> completed, retransmits 1, rtt_ns null
 All values are compared with dumpcap's capture of the probed veth.
 """
 import time
@@ -97,10 +99,11 @@ def body() -> None:
                 N.fail_hard(f"harness: connect to port {port} gave {c.result}")
             retrans_conns.append(c)
         server, me = N.ADDRS[family]
-        h = client.handshake(family, me, server, LISTEN, ack_delay=1.2)
-        if h.result != "completed" or h.synacks < 2:
-            N.fail_hard(f"harness: inbound retransmit handshake gave {h.result} after {h.synacks} SYN-ACKs")
-        retrans_in.append(h)
+        for with_ts in (True, False):
+            h = client.handshake(family, me, server, LISTEN, ack_delay=1.2, timestamps=with_ts)
+            if h.result != "completed" or h.synacks < 2:
+                N.fail_hard(f"harness: inbound retransmit handshake gave {h.result} after {h.synacks} SYN-ACKs")
+            retrans_in.append(h)
     time.sleep(1.0)
     rc = fl.stop()
     chk.check(rc == 0, f"flowlatd (phase B) exit code after SIGTERM: {rc}\n{fl.stderr_text()}")
@@ -145,7 +148,7 @@ def body() -> None:
             chk.check(t.retransmits >= 1, f"harness: no SYN retransmission for {key}")
         else:
             t = truth(pkts, "inbound", x.family, x.dst, x.dport, x.src, x.sport)
-            want_rtt = True
+            want_rtt = t.answered_tsecr is not None  # the ACK names the SYN-ACK it answers
             chk.check(t.retransmits >= 1, f"harness: no SYN-ACK retransmission for {key}")
         outcome = "refused" if kind == "out" and x.peer_port == RST_LATE else "completed"
         check_event(chk, errs, ev, t, lab.client_if, outcome, expect_rtt=want_rtt)
