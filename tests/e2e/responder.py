@@ -241,14 +241,14 @@ class RawClient:
     def handshake(self, family: int, src: str, dst: str, dport: int, ack_delay: float,
                   send_ack: bool = True, reset: bool = True, timeout: float = 3.0,
                   ip_extra: Optional[dict] = None, dup_syn_after: Optional[float] = None,
-                  timestamps: bool = True) -> ClientHandshake:
+                  timestamps: bool = True, sport: Optional[int] = None) -> ClientHandshake:
         """SYN; on SYN-ACK wait ack_delay then ACK (ack = server ISN + 1); then RST to clean up.
         SYN-ACK retransmissions arriving during the delay are collected; the ACK echoes
         the TSval of the last one, which makes that transmission the timed one.
         dup_syn_after: resend the SYN (same ISN, new TSval) that long after the first
         SYN-ACK, as a client whose SYN-ACK was lost would; the server answers it again.
         timestamps=False leaves the timestamp option out of the SYN, so none is negotiated."""
-        h = ClientHandshake(family, src, self.new_port(), dst, dport, ip_extra=dict(ip_extra or {}))
+        h = ClientHandshake(family, src, sport or self.new_port(), dst, dport, ip_extra=dict(ip_extra or {}))
         isn = h.isn = random.getrandbits(32)
         self._drain()
         def syn() -> bytes:

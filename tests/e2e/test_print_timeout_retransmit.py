@@ -6,7 +6,9 @@ Phase A, --handshake-timeout=1s:
     (one SYN, no retransmission)             -> timeout, rtt_ns null, handshake_ns >= 1 s
   * inbound: a raw SYN to the real listener, the SYN-ACK never ACKed  -> timeout
     The half-open connection keeps retransmitting SYN-ACKs afterwards; those must not
-    produce further lines.
+    produce further lines. After an RST clears it, the same 4-tuple (so the same slot of
+    the probe's ACK filter) opens a new handshake with a 5 ms ACK delay on the same
+    flowlatd instance: completed, measured as usual.
 Phase B, a fresh flowlatd with --handshake-timeout=5s (a 1 s timeout would race with
 handshakes that take just over 1 s because of the retransmission):
   * outbound "tsecho": first SYN ignored, the retransmission answered after 10 ms with
@@ -28,7 +30,7 @@ import time
 
 import netlab as N
 import responder as R
-from groundtruth import Errors, check_event, match_events, truth
+from groundtruth import Errors, check_event, match_events, match_events_in_order, truth
 
 SILENT, TSECHO, NOTS, LATE, RST_LATE = 5009, 5101, 5102, 5103, 5104
 LISTEN = 7000
@@ -83,6 +85,13 @@ def body() -> None:
     time.sleep(max(0.0, t_last + 3.5 - time.monotonic()))
     for h in half_open:
         client.reset(h)
+    time.sleep(0.1)
+    reused = []
+    for h in half_open:
+        h2 = client.handshake(h.family, h.src, h.dst, LISTEN, ack_delay=0.005, sport=h.sport)
+        if h2.result != "completed":
+            N.fail_hard(f"harness: handshake on the reused 4-tuple gave {h2.result}")
+        reused.append(h2)
     time.sleep(0.3)
     rc = fl.stop()
     chk.check(rc == 0, f"flowlatd (phase A) exit code after SIGTERM: {rc}\n{fl.stderr_text()}")
@@ -113,8 +122,13 @@ def body() -> None:
     # ---------------------------------------------------------------- checks, phase A
     exp_a = {("outbound", N.FAMILY_NAME[c.family], c.local_port, c.peer_port): ("out", c) for c in out_conns}
     exp_a.update({("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport): ("in", h) for h in half_open})
-    for key, ev in match_events(chk, events_a, list(exp_a)).items():
+    keys_a = list(exp_a) + [("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport) for h in reused]
+    for key, evs in match_events_in_order(chk, events_a, keys_a).items():
         kind, x = exp_a[key]
+        ev = evs[0]
+        if kind == "in" and len(evs) > 1:
+            t2 = truth(pkts, "inbound", x.family, x.dst, x.dport, x.src, x.sport, epoch=1)
+            check_event(chk, errs, evs[1], t2, lab.client_if, "completed")
         if kind == "out":
             t = truth(pkts, "outbound", x.family, x.local, x.local_port, x.peer, x.peer_port)
             chk.check(t.retransmits == 0, f"harness: the silent-port SYN was retransmitted ({key})")
