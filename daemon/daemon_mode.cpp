@@ -69,7 +69,7 @@ private:
     void reload();
     Status start_http(const std::vector<std::string>& addresses);
     void refresh_status();
-    std::string render_metrics();
+    void write_metrics(const http::BodyWriter& write);
     http::Health health() const;
     http::LandingInfo landing() const;
     std::string status_line() const;
@@ -198,7 +198,7 @@ Status Daemon::start_http(const std::vector<std::string>& addresses)
 {
     http::ServerOptions options;
     options.listen_addresses = addresses;
-    options.metrics = [this] { return render_metrics(); };
+    options.metrics = [this](const http::BodyWriter& write) { write_metrics(write); };
     options.health = [this] { return health(); };
     options.landing = [this] { return landing(); };
     auto server = http::HttpServer::start(std::move(options));
@@ -270,7 +270,7 @@ void Daemon::refresh_status()
     systemd::status(status_line());
 }
 
-std::string Daemon::render_metrics()
+void Daemon::write_metrics(const http::BodyWriter& write)
 {
     exposition::OperationalSnapshot operational;
     const probe::ProbeCounters counters = session_->probe().read_counters();
@@ -290,7 +290,7 @@ std::string Daemon::render_metrics()
     auto process = process::read_process_metrics();
     std::optional<process::ProcessMetrics> process_metrics;
     if (process) process_metrics = process.value();
-    return exposition::render_metrics(aggregator_.snapshot(), interface_names_, operational, process_metrics);
+    exposition::stream_metrics(write, aggregator_.snapshot(), interface_names_, operational, process_metrics);
 }
 
 http::Health Daemon::health() const

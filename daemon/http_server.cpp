@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -157,6 +158,49 @@ std::string gzip_compress(std::string_view data)
     return out;
 }
 
+namespace {
+
+constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// Streaming gzip: compresses pieces as they come and sends each filled buffer as one chunk.
+class GzipChunks {
+public:
+    explicit GzipChunks(mg_connection* conn) : conn_(conn)
+    {
+        // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+        if (deflateInit2(&stream_, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            throw std::runtime_error("deflateInit2 failed");
+    }
+    ~GzipChunks() { deflateEnd(&stream_); }
+    GzipChunks(const GzipChunks&) = delete;
+    GzipChunks& operator=(const GzipChunks&) = delete;
+
+    void write(std::string_view piece) { pump(piece, Z_NO_FLUSH); }
+    void finish() { pump({}, Z_FINISH); }
+
+private:
+    void pump(std::string_view piece, int flush)
+    {
+        stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(piece.data()));
+        stream_.avail_in = static_cast<uInt>(piece.size());
+        int rc = Z_OK;
+        do {
+            stream_.next_out = reinterpret_cast<Bytef*>(buffer_.data());
+            stream_.avail_out = static_cast<uInt>(buffer_.size());
+            rc = deflate(&stream_, flush);
+            if (rc == Z_STREAM_ERROR) throw std::runtime_error("deflate failed");
+            const std::size_t produced = buffer_.size() - stream_.avail_out;
+            if (produced > 0) mg_send_chunk(conn_, buffer_.data(), static_cast<unsigned>(produced));
+        } while (stream_.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END));
+    }
+
+    mg_connection* conn_;
+    z_stream stream_{};
+    std::array<char, 64 * 1024> buffer_{};
+};
+
+} // namespace
+
 struct HttpServer::Impl : public CivetHandler {
     ServerOptions options;
     std::unique_ptr<CivetServer> server;
@@ -196,13 +240,37 @@ struct HttpServer::Impl : public CivetHandler {
 
     void serve_metrics(mg_connection* conn)
     {
-        std::string body = options.metrics ? options.metrics() : std::string();
-        const char* encoding = mg_get_header(conn, "Accept-Encoding");
-        if (encoding != nullptr && accepts_gzip(encoding)) {
-            send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", gzip_compress(body), "gzip");
-        } else {
-            send(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+        const mg_request_info* request = mg_get_request_info(conn);
+        const char* accept = mg_get_header(conn, "Accept-Encoding");
+        const bool gzip = accept != nullptr && accepts_gzip(accept);
+        const bool head = std::string_view(request->request_method) == "HEAD";
+        // HTTP/1.0 has no chunked encoding: those (rare) clients get one buffered body.
+        if (std::string_view(request->http_version) == "1.0") {
+            std::string body;
+            if (options.metrics) options.metrics([&](std::string_view piece) { body += piece; });
+            send(conn, 200, kMetricsContentType, gzip ? gzip_compress(body) : body, gzip ? "gzip" : nullptr);
+            return;
         }
+        mg_response_header_start(conn, 200);
+        mg_response_header_add(conn, "Content-Type", kMetricsContentType, -1);
+        if (gzip) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
+        mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        if (!head) mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
+        mg_response_header_send(conn);
+        if (head || !options.metrics) {
+            if (!head) mg_send_chunk(conn, "", 0);
+            return;
+        }
+        if (gzip) {
+            GzipChunks compressor(conn);
+            options.metrics([&](std::string_view piece) { compressor.write(piece); });
+            compressor.finish();
+        } else {
+            options.metrics([&](std::string_view piece) {
+                if (!piece.empty()) mg_send_chunk(conn, piece.data(), static_cast<unsigned>(piece.size()));
+            });
+        }
+        mg_send_chunk(conn, "", 0);
     }
 
     std::string landing_page() const

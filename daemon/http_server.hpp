@@ -13,6 +13,8 @@
 
 namespace flowlat::http {
 
+using BodyWriter = std::function<void(std::string_view)>;
+
 struct Health {
     bool ok{true};
     std::string reason; // shown with 503 when !ok
@@ -28,7 +30,9 @@ struct ServerOptions {
     // "host.example:9100" (resolved once, at start, to its first IPv4 address). IPv6 is an
     // error: this civetweb is built without it.
     std::vector<std::string> listen_addresses{":10435"};
-    std::function<std::string()> metrics; // text exposition; called on a worker thread
+    // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
+    // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
+    std::function<void(const BodyWriter& write)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
     int num_threads{4};

@@ -144,6 +144,12 @@ private:
 class TextWriter {
 public:
     explicit TextWriter(std::size_t reserve) { out_.reserve(reserve); }
+    // Streaming: whenever `piece_bytes` have gathered, they go to `write` and the buffer is reused.
+    TextWriter(const std::function<void(std::string_view)>& write, std::size_t piece_bytes)
+        : write_(&write), piece_bytes_(piece_bytes)
+    {
+        out_.reserve(piece_bytes + 64 * 1024);
+    }
 
     void family(std::string_view name, std::string_view help, Type type)
     {
@@ -168,6 +174,7 @@ public:
         out_ += ' ';
         append_double(out_, v);
         out_ += '\n';
+        maybe_flush();
     }
 
     void histogram(std::span<const Label> labels, const std::vector<double>& bounds,
@@ -192,11 +199,25 @@ public:
             append_uint(out_, cumulative);
             out_ += '\n';
         }
+        maybe_flush();
     }
 
-    std::string finish() { return std::move(out_); }
+    std::string finish()
+    {
+        if (write_ == nullptr) return std::move(out_);
+        if (!out_.empty()) (*write_)(out_);
+        out_.clear();
+        return {};
+    }
 
 private:
+    void maybe_flush()
+    {
+        if (write_ == nullptr || out_.size() < piece_bytes_) return;
+        (*write_)(out_);
+        out_.clear();
+    }
+
     template <typename F>
     void sample(std::string_view suffix, std::string_view inner, F&& write_value)
     {
@@ -287,6 +308,8 @@ private:
     }
 
     std::string out_;
+    const std::function<void(std::string_view)>* write_{nullptr};
+    std::size_t piece_bytes_{0};
     std::string_view name_;
     std::string_view help_;
     Type type_{Type::gauge};
@@ -431,6 +454,13 @@ std::string render_metrics(const aggregation::Snapshot& series, const labels::In
     // About 130 bytes a line; 2 * (buckets + 3) + 4 lines a series.
     const std::size_t estimate = 8192 + series.series.size() * (2 * (series.bounds.size() + 3) + 4) * 130;
     return render(TextWriter(estimate), series, interfaces, operational, process);
+}
+
+void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
+                    const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                    const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes)
+{
+    render(TextWriter(write, piece_bytes), series, interfaces, operational, process);
 }
 
 std::string render_metrics_reference(const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,

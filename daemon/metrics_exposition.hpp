@@ -10,6 +10,8 @@
 #include "process_metrics.hpp"
 
 #include <cstdint>
+#include <functional>
+#include <string_view>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +53,12 @@ std::string render_metrics(const aggregation::Snapshot& series,
                            const labels::InterfaceNames& interfaces,
                            const OperationalSnapshot& operational,
                            const std::optional<process::ProcessMetrics>& process);
+
+// The same text, handed to `write` in pieces of about `piece_bytes` as it is produced, so a
+// scrape of 10,000 series never holds its whole (tens of MB) body. What /metrics uses.
+void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
+                    const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                    const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes = 64 * 1024);
 
 // The same exposition through prometheus::MetricFamily and prometheus::TextSerializer.
 std::string render_metrics_reference(const aggregation::Snapshot& series,
