@@ -14,7 +14,7 @@
 
 /* Default bounds; both can be changed before load (flow_table_size, ring_buffer_size). */
 #define FLOWLAT_DEFAULT_FLOW_TABLE_SIZE 65536u
-#define FLOWLAT_DEFAULT_RING_BUFFER_SIZE (4u * 1024u * 1024u)
+#define FLOWLAT_DEFAULT_RING_BUFFER_SIZE (1u * 1024u * 1024u)
 #define FLOWLAT_DEFAULT_HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
 
 /*

@@ -2,6 +2,7 @@
 // Parsing is implemented in config.cpp; the structs are the contract for every other module.
 #pragma once
 
+#include "flowlat.h" // the probe's default bounds
 #include "handshake_event.hpp"
 
 #include <chrono>
@@ -75,8 +76,8 @@ struct Config {
     std::size_t max_series{2000};
     std::chrono::seconds series_ttl{3600}; // 0: never expire
     std::chrono::milliseconds handshake_timeout{10000};
-    std::uint32_t flow_table_size{65536};
-    std::uint32_t ring_buffer_size{4u * 1024u * 1024u};
+    std::uint32_t flow_table_size{FLOWLAT_DEFAULT_FLOW_TABLE_SIZE};
+    std::uint32_t ring_buffer_size{FLOWLAT_DEFAULT_RING_BUFFER_SIZE};
     std::string log_level{"info"};
 };
 

@@ -2,6 +2,7 @@
 // Open → set rodata and map sizes → load; attaching lives in tc_attachment.hpp.
 #pragma once
 
+#include "flowlat.h"
 #include "result.hpp"
 
 #include <cstdint>
@@ -13,8 +14,8 @@ struct flowlat_probe; // the bpftool skeleton (flowlat_probe.skel.h), kept out o
 namespace flowlat::probe {
 
 struct ProbeOptions {
-    std::uint32_t flow_table_size{65536};
-    std::uint32_t ring_buffer_size{4u * 1024u * 1024u};
+    std::uint32_t flow_table_size{FLOWLAT_DEFAULT_FLOW_TABLE_SIZE};
+    std::uint32_t ring_buffer_size{FLOWLAT_DEFAULT_RING_BUFFER_SIZE};
     std::uint64_t handshake_timeout_ns{10'000'000'000ull};
     // Wake the reader only when this much is queued; it also drains on a timer. 0: every event.
     std::uint32_t ring_wakeup_bytes{0};

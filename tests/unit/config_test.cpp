@@ -150,7 +150,7 @@ TEST_CASE("embedded_default: documented values and valid", "[config]")
     CHECK(config.series_ttl == 1h);
     CHECK(config.handshake_timeout == 10s);
     CHECK(config.flow_table_size == 65536);
-    CHECK(config.ring_buffer_size == 4u * 1024u * 1024u);
+    CHECK(config.ring_buffer_size == 1024u * 1024u);
     CHECK(config.log_level == "info");
     CHECK(validate(config).empty());
 }
