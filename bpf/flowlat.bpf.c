@@ -549,18 +549,33 @@ static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const str
 /*
  * An RST-ACK that acknowledges the SYN refuses it: on ingress from the peer
  * (outbound), on egress from our own stack (inbound). Other RSTs are ignored,
- * which also keeps blind resets from ending a handshake.
+ * which also keeps blind resets from ending a handshake, except the client's
+ * reset of an inbound handshake (below).
  */
 static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packet *pkt, bool egress)
 {
 	struct flowlat_flow_key key;
 	struct flowlat_flow *flow;
 
-	if (!(pkt->flags & TCP_FLAG_ACK))
-		return;
 	build_key(skb, pkt, egress, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
-	if (!flow || pkt->ack != flow->syn_seq + 1)
+	if (!flow)
+		return;
+	/*
+	 * A client that resets instead of sending its final ACK (a SYN scan, or a client that
+	 * gave up) ends the handshake with no outcome to report: it is counted, not timed out.
+	 * Its RST carries the client's next sequence number, ISN + 1.
+	 */
+	if (!egress && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) {
+		struct flowlat_flow copy = *flow;
+
+		if (bpf_map_delete_elem(&flows, &key))
+			return;
+		release_ack_filter(&copy);
+		count(FLOWLAT_COUNTER_ABORTED);
+		return;
+	}
+	if (!(pkt->flags & TCP_FLAG_ACK) || pkt->ack != flow->syn_seq + 1)
 		return;
 	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
 		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND)

@@ -119,7 +119,8 @@ enum flowlat_counter {
 	FLOWLAT_COUNTER_FLOW_TABLE_FULL = 1, /* a new handshake found no room */
 	FLOWLAT_COUNTER_PACKETS_MALFORMED = 2, /* headers truncated or invalid */
 	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
-	FLOWLAT_COUNTER_MAX = 4,
+	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK */
+	FLOWLAT_COUNTER_MAX = 5,
 };
 
 #endif /* FLOWLAT_H */

@@ -402,6 +402,10 @@ void write_operational(Writer& w, const aggregation::Snapshot& snap, const Opera
     single(w, "flowlat_handshakes_abandoned_total",
            "Pending handshakes replaced by a new SYN with a different initial sequence number.", Type::counter,
            u(op.handshakes_abandoned));
+    single(w, "flowlat_handshakes_aborted_total",
+           "Inbound handshakes the client reset instead of sending its final ACK (SYN scans, clients "
+           "that gave up); they have no outcome.",
+           Type::counter, u(op.handshakes_aborted));
 
     w.family("flowlat_probe_attached", "1 when the probe is attached to the interface, else 0.", Type::gauge);
     for (const auto& probe : op.probes) w.value({{"interface", probe.interface}}, {}, probe.attached ? 1 : 0);

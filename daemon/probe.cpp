@@ -204,6 +204,7 @@ ProbeCounters Probe::read_counters() const
         .flow_table_full = sum(FLOWLAT_COUNTER_FLOW_TABLE_FULL),
         .packets_malformed = sum(FLOWLAT_COUNTER_PACKETS_MALFORMED),
         .handshakes_abandoned = sum(FLOWLAT_COUNTER_ABANDONED),
+        .handshakes_aborted = sum(FLOWLAT_COUNTER_ABORTED),
     };
 }
 

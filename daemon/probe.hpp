@@ -26,6 +26,7 @@ struct ProbeCounters {
     std::uint64_t flow_table_full{0};
     std::uint64_t packets_malformed{0};
     std::uint64_t handshakes_abandoned{0};
+    std::uint64_t handshakes_aborted{0};
 };
 
 // Raised to the caller as the one line flowlatd prints before exiting 2.

@@ -390,6 +390,7 @@ struct Counters {
     std::uint64_t flow_table_full{0};
     std::uint64_t packets_malformed{0};
     std::uint64_t abandoned{0};
+    std::uint64_t aborted{0};
 };
 
 struct Case {
@@ -542,6 +543,7 @@ void run_case(const Case& c)
     CHECK(probe.counter(FLOWLAT_COUNTER_FLOW_TABLE_FULL) == c.counters.flow_table_full);
     CHECK(probe.counter(FLOWLAT_COUNTER_PACKETS_MALFORMED) == c.counters.packets_malformed);
     CHECK(probe.counter(FLOWLAT_COUNTER_ABANDONED) == c.counters.abandoned);
+    CHECK(probe.counter(FLOWLAT_COUNTER_ABORTED) == c.counters.aborted);
 }
 
 void run_table(const std::vector<Case>& table)
@@ -927,6 +929,18 @@ TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "
         {"inbound: our RST-ACK with the wrong ack is ignored",
          {ingress(in_syn(server6)), egress(sent(server6, rst_ack).seq(0).ack(client_isn + 2))},
          {}, {pending_inbound(server6, FLOWLAT_STAGE_SYN_RECEIVED, 0)}},
+        {"IPv4 inbound: the client resets instead of its final ACK (a SYN scan): no outcome, counted",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
+          with_ack_filter(ingress(received(server4, rst).seq(client_isn + 1).ack(0)), 0)},
+         {}, {}, {.aborted = 1}},
+        {"IPv6 inbound: the client's RST-ACK instead of its final ACK is counted too",
+         {ingress(in_syn(server6)), egress(out_syn_ack(server6)),
+          ingress(received(server6, rst_ack).seq(client_isn + 1).ack(server_isn + 1))},
+         {}, {}, {.aborted = 1}},
+        {"inbound: a client RST with another sequence number is ignored",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
+          ingress(received(server4, rst).seq(client_isn + 5).ack(0))},
+         {}, {pending_inbound(server4, FLOWLAT_STAGE_SYNACK_SENT, 1)}},
         {"an RST-ACK after completion finds nothing",
          {egress(out_syn(client4)), ingress(in_syn_ack(client4)),
           ingress(received(client4, rst_ack).seq(server_isn + 1).ack(client_isn + 1))},
