@@ -85,6 +85,7 @@ struct ipv6_fragment_header {
 /* What the fast path extracts from one TCP packet. */
 struct tcp_packet {
 	void *l3;     /* IPv4 or IPv6 header */
+	__u32 l3_off; /* its offset from skb->data */
 	__u32 l4_off; /* offset of the TCP header from skb->data */
 	__u8 family;
 	__u8 flags;
@@ -145,6 +146,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 		if (ihl_bytes < sizeof(*ip))
 			goto malformed;
 		pkt->l3 = ip;
+		pkt->l3_off = off;
 		pkt->family = FLOWLAT_FAMILY_IPV4;
 		off += ihl_bytes;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -155,6 +157,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 			goto malformed;
 		nexthdr = ip6->nexthdr;
 		pkt->l3 = ip6;
+		pkt->l3_off = off;
 		pkt->family = FLOWLAT_FAMILY_IPV6;
 		off += sizeof(*ip6);
 
@@ -220,6 +223,36 @@ static __always_inline int load_seq_ack(struct __sk_buff *skb, struct tcp_packet
 	pkt->seq = bpf_ntohl(tcp->seq);
 	pkt->ack = bpf_ntohl(tcp->ack_seq);
 	return 0;
+}
+
+/* Bytes of TCP payload, from the IP length fields; read only for SYNs (TCP Fast Open). */
+static __always_inline __u32 tcp_payload_length(struct __sk_buff *skb, const struct tcp_packet *pkt)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 l3_off = pkt->l3_off & 0x3fff;
+	__u32 ip_end;
+
+	if (pkt->family == FLOWLAT_FAMILY_IPV4) {
+		struct iphdr *ip = data + l3_off;
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		ip_end = l3_off + bpf_ntohs(ip->tot_len);
+	} else {
+		struct ipv6hdr *ip6 = data + l3_off;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		ip_end = l3_off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	}
+	return ip_end > pkt->l4_off + pkt->doff_bytes ? ip_end - pkt->l4_off - pkt->doff_bytes : 0;
+}
+
+/* The ack that answers the client's SYN: ISN + 1, or past its Fast Open data when accepted. */
+static __always_inline bool acks_syn(const struct flowlat_flow *flow, __u32 ack)
+{
+	return ack == flow->syn_seq + 1 || (flow->syn_data_len && ack == flow->syn_seq + 1 + flow->syn_data_len);
 }
 
 /*
@@ -477,6 +510,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	build_key(skb, pkt, egress, &key);
 	fresh.first_syn_ns = now;
 	fresh.syn_seq = pkt->seq;
+	fresh.syn_data_len = tcp_payload_length(skb, pkt);
 	fresh.direction = direction;
 	if (egress) {
 		fresh.stage = FLOWLAT_STAGE_SYN_SENT;
@@ -519,7 +553,7 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 
 	build_key(skb, pkt, true, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
-	if (!flow || flow->direction != FLOWLAT_DIRECTION_INBOUND || pkt->ack != flow->syn_seq + 1)
+	if (!flow || flow->direction != FLOWLAT_DIRECTION_INBOUND || !acks_syn(flow, pkt->ack))
 		return;
 	if (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED) {
 		flow->expected_ack = pkt->seq + 1;
@@ -542,7 +576,7 @@ static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const str
 
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
-	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && pkt->ack == flow->expected_ack)
+	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && acks_syn(flow, pkt->ack))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
@@ -575,7 +609,7 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 		count(FLOWLAT_COUNTER_ABORTED);
 		return;
 	}
-	if (!(pkt->flags & TCP_FLAG_ACK) || pkt->ack != flow->syn_seq + 1)
+	if (!(pkt->flags & TCP_FLAG_ACK) || !acks_syn(flow, pkt->ack))
 		return;
 	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
 		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND)

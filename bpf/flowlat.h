@@ -84,10 +84,13 @@ struct flowlat_flow {
 	struct flowlat_transmission tx[FLOWLAT_MAX_TRANSMISSIONS];
 	__u32 syn_seq;      /* the client's ISN */
 	__u32 expected_ack; /* ack that completes the handshake: timed packet's seq + 1 */
+	/* Payload of the client's first SYN (TCP Fast Open): its answer may ack ISN + 1 + this. */
+	__u32 syn_data_len;
 	__u16 transmissions; /* how often the timed packet was sent; 0 while SYN_RECEIVED */
 	__u8 direction;      /* enum flowlat_direction */
 	__u8 stage;          /* enum flowlat_stage */
 	__u32 ack_filter_bucket; /* counting-filter bucket held while SYNACK_SENT */
+	__u32 reserved;
 };
 
 /* Every ring buffer record starts with this header. */

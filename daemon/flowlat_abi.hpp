@@ -7,7 +7,7 @@
 
 static_assert(sizeof(flowlat_flow_key) == 44);
 static_assert(sizeof(flowlat_transmission) == 16);
-static_assert(sizeof(flowlat_flow) == 88);
+static_assert(sizeof(flowlat_flow) == 96);
 static_assert(sizeof(flowlat_event_header) == 16);
 static_assert(sizeof(flowlat_event) == 80);
 static_assert(offsetof(flowlat_event, rtt_ns) == 16);

@@ -948,6 +948,39 @@ TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "
     });
 }
 
+TEST_CASE("TCP Fast Open: a SYN with data may be acked past ISN + 1", "[root][bpf]")
+{
+    const auto out = Direction::outbound;
+    const auto in = Direction::inbound;
+    const Bytes data(100, 0x61);
+    run_table({
+        {"outbound: the server accepts the SYN's data (ack = ISN + 1 + 100)",
+         {egress(sent(client4, syn).seq(client_isn).payload(data)),
+          ingress(received(client4, syn_ack).seq(server_isn).ack(client_isn + 101))},
+         {completed(1, out, client4, 0)}},
+        {"outbound: the server declines the data (ack = ISN + 1)",
+         {egress(sent(client6, syn).seq(client_isn).payload(data)),
+          ingress(received(client6, syn_ack).seq(server_isn).ack(client_isn + 1))},
+         {completed(1, out, client6, 0)}},
+        {"outbound: an ack inside the data is no answer",
+         {egress(sent(client4, syn).seq(client_isn).payload(data)),
+          ingress(received(client4, syn_ack).seq(server_isn).ack(client_isn + 50))},
+         {}, {pending_outbound(client4)}},
+        {"outbound: without data, ISN + 101 is no answer",
+         {egress(out_syn(client4)), ingress(received(client4, syn_ack).seq(server_isn).ack(client_isn + 101))},
+         {}, {pending_outbound(client4)}},
+        {"inbound: our SYN-ACK accepts the client's data, the final ACK completes",
+         {ingress(received(server4, syn).seq(client_isn).payload(data)),
+          egress(sent(server4, syn_ack).seq(server_isn).ack(client_isn + 101)),
+          ingress(in_ack(server4, server_isn, client_isn + 101))},
+         {completed(2, in, server4, 1)}},
+        {"inbound: our RST-ACK to a SYN with data refuses it",
+         {ingress(received(server6, syn).seq(client_isn).payload(data)),
+          egress(sent(server6, rst_ack).seq(0).ack(client_isn + 101))},
+         {refused(1, in, server6)}},
+    });
+}
+
 TEST_CASE("Karn's rule: after a retransmission only an echoed timestamp gives an rtt", "[root][bpf]")
 {
     const auto out = Direction::outbound;
