@@ -22,8 +22,10 @@ constexpr int attach_tcx_ingress = 46;
 constexpr int attach_tcx_egress = 47;
 
 // flowlatd's fixed clsact slot, so a restart finds and replaces what a killed instance left.
+// Priority 1 runs before other filters: a filter that classifies a packet ends classic tc's
+// walk, so running later would blind the probe. It returns TC_ACT_UNSPEC, so they still run.
 constexpr __u32 clsact_handle = 0xf10a;
-constexpr __u32 clsact_priority = 0xf10a;
+constexpr __u32 clsact_priority = 1;
 
 bool is_flowlat_program_id(__u32 program_id)
 {
@@ -170,7 +172,7 @@ Status TcAttachment::attach_clsact(const Probe& probe)
         if (queried == 0 && !is_flowlat_program_id(query.prog_id)) {
             detach_clsact();
             return Error{"attach to " + interface_ + " " + h.name +
-                             ": clsact handle 0xf10a priority 0xf10a is held by another program",
+                             ": clsact handle 0xf10a priority 1 is held by another program",
                          EBUSY};
         }
         bpf_tc_opts opts = make_opts(h.program_fd);

@@ -31,13 +31,13 @@ LIVE_WITHIN = 1.0  # seconds from the end of connect() to the line arriving on t
 
 
 def add_foreign_filters(lab: N.Lab) -> None:
-    """Someone else's filters on flc0. They match no packet (IP version nibble 0): in classic
-    tc a matching filter ends classification, and flowlatd's clsact filter sits at a later
-    priority (0xf10a), so a matching one would hide all traffic from it in run 3."""
+    """Someone else's filters on flc0 that match every packet. In classic tc a matching filter
+    ends classification, so flowlatd's clsact filter (run 3) must sit before them (priority 1)
+    to see any handshake; it returns TC_ACT_UNSPEC, so they still classify every packet."""
     N.run(["tc", "-n", lab.client_ns, "qdisc", "add", "dev", lab.client_if, "clsact"])
     for hook in ("ingress", "egress"):
         N.run(["tc", "-n", lab.client_ns, "filter", "add", "dev", lab.client_if, hook, "pref", "7",
-               "u32", "match", "u8", "0", "0xf0", "at", "0", "classid", "1:1"])
+               "u32", "match", "u32", "0", "0", "classid", "1:1"])
 
 
 def foreign_filters_present(lab: N.Lab) -> bool:
