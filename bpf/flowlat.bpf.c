@@ -105,22 +105,31 @@ static __always_inline void count(__u32 counter)
 }
 
 /* Returns 0 when the packet is TCP and *pkt is filled; any other value means "leave it". */
-static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *pkt)
+static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *pkt, bool ethernet)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	__u32 off = sizeof(*eth);
+	__u32 off = 0;
 	__be16 proto;
 
-	if ((void *)(eth + 1) > data_end)
-		return -1;
-	proto = eth->h_proto;
+	if (ethernet) {
+		if ((void *)(eth + 1) > data_end)
+			return -1;
+		proto = eth->h_proto;
+		off = sizeof(*eth);
+	} else {
+		/* Raw-IP devices (tun, WireGuard, ip tunnels) have no link header at TC. */
+		proto = (__be16)skb->protocol;
+	}
 
 	/* In-band tags. A tag the kernel already moved into skb metadata is simply absent here. */
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
 		struct vlan_tag *tag;
+
+		if (!ethernet)
+			break;
 
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
 			break;
@@ -636,12 +645,12 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
-static __always_inline int handle(struct __sk_buff *skb, bool egress)
+static __always_inline int handle(struct __sk_buff *skb, bool egress, bool ethernet)
 {
 	struct tcp_packet pkt;
 	__u8 handshake_flags;
 
-	if (parse_tcp(skb, &pkt))
+	if (parse_tcp(skb, &pkt, ethernet))
 		return TC_ACT_UNSPEC;
 	handshake_flags = pkt.flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK);
 
@@ -664,14 +673,28 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress)
 	return TC_ACT_UNSPEC;
 }
 
+/* Ethernet devices (and loopback, which carries an Ethernet header). */
 SEC("tc")
 int flowlat_ingress(struct __sk_buff *skb)
 {
-	return handle(skb, false);
+	return handle(skb, false, true);
 }
 
 SEC("tc")
 int flowlat_egress(struct __sk_buff *skb)
 {
-	return handle(skb, true);
+	return handle(skb, true, true);
+}
+
+/* Raw-IP devices: the same probe with the link layer compiled out, chosen per interface. */
+SEC("tc")
+int flowlat_ingr_ip(struct __sk_buff *skb)
+{
+	return handle(skb, false, false);
+}
+
+SEC("tc")
+int flowlat_egr_ip(struct __sk_buff *skb)
+{
+	return handle(skb, true, false);
 }

@@ -168,14 +168,16 @@ Probe::~Probe()
     flowlat_probe__destroy(skeleton_);
 }
 
-int Probe::ingress_program_fd() const
+int Probe::ingress_program_fd(LinkLayer link) const
 {
-    return bpf_program__fd(skeleton_->progs.flowlat_ingress);
+    return bpf_program__fd(link == LinkLayer::ethernet ? skeleton_->progs.flowlat_ingress
+                                                       : skeleton_->progs.flowlat_ingr_ip);
 }
 
-int Probe::egress_program_fd() const
+int Probe::egress_program_fd(LinkLayer link) const
 {
-    return bpf_program__fd(skeleton_->progs.flowlat_egress);
+    return bpf_program__fd(link == LinkLayer::ethernet ? skeleton_->progs.flowlat_egress
+                                                       : skeleton_->progs.flowlat_egr_ip);
 }
 
 int Probe::flow_table_fd() const

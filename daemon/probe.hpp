@@ -21,6 +21,9 @@ struct ProbeOptions {
     std::uint32_t ring_wakeup_bytes{0};
 };
 
+// Where TC finds the IP header: after an Ethernet header, or at once (tun, WireGuard, tunnels).
+enum class LinkLayer { ethernet, raw_ip };
+
 struct ProbeCounters {
     std::uint64_t events_lost{0};
     std::uint64_t flow_table_full{0};
@@ -43,8 +46,8 @@ public:
     Probe& operator=(const Probe&) = delete;
 
     const ProbeOptions& options() const { return options_; }
-    int ingress_program_fd() const;
-    int egress_program_fd() const;
+    int ingress_program_fd(LinkLayer link = LinkLayer::ethernet) const;
+    int egress_program_fd(LinkLayer link = LinkLayer::ethernet) const;
     int flow_table_fd() const;
     int ring_buffer_fd() const;
     ProbeCounters read_counters() const;

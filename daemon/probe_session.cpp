@@ -51,7 +51,8 @@ Status ProbeSession::attach(const interfaces::Interface& interface)
     if (attached(interface.name)) return Ok{};
     auto attachment = TcAttachment::attach(*probe_, interface.name, interface.ifindex);
     if (!attachment) return attachment.error();
-    spdlog::info("{}: probe attached ({})", interface.name, to_string(attachment.value()->mode()));
+    spdlog::info("{}: probe attached ({}{})", interface.name, to_string(attachment.value()->mode()),
+                 attachment.value()->link_layer() == LinkLayer::raw_ip ? ", raw IP" : "");
     names_[interface.ifindex] = interface.name;
     attachments_[interface.name] = std::move(attachment).value();
     return Ok{};

@@ -7,6 +7,11 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <string_view>
@@ -33,9 +38,10 @@ bool is_flowlat_program_id(__u32 program_id)
     if (fd < 0) return false;
     bpf_prog_info info{};
     __u32 length = sizeof(info);
+    // flowlat_ingress, flowlat_egress and their raw-IP twins flowlat_ingr_ip, flowlat_egr_ip.
     const bool ours = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 &&
-                      (std::strcmp(info.name, "flowlat_ingress") == 0 ||
-                       std::strcmp(info.name, "flowlat_egress") == 0);
+                      std::strncmp(info.name, "flowlat_", 8) == 0 &&
+                      (std::strstr(info.name, "gress") != nullptr || std::strstr(info.name, "_ip") != nullptr);
     ::close(fd);
     return ours;
 }
@@ -75,6 +81,34 @@ int count_flowlat_tcx_programs(unsigned ifindex, int attach_type)
 
 } // namespace
 
+Result<LinkLayer> link_layer_of(const std::string& interface)
+{
+    UniqueFd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return os_error("open a socket to ask for " + interface + "'s link type");
+    ifreq request{};
+    if (interface.size() >= sizeof(request.ifr_name)) return Error{"interface name too long: " + interface, EINVAL};
+    std::memcpy(request.ifr_name, interface.c_str(), interface.size() + 1);
+    if (::ioctl(fd.get(), SIOCGIFHWADDR, &request) != 0) return os_error("read the link type of " + interface);
+    switch (request.ifr_hwaddr.sa_family) {
+    case ARPHRD_ETHER:
+    case ARPHRD_LOOPBACK: // carries an all-zero Ethernet header
+        return LinkLayer::ethernet;
+    case ARPHRD_NONE:   // tun, WireGuard
+    case ARPHRD_RAWIP:
+    case ARPHRD_PPP:
+    case ARPHRD_TUNNEL: // ipip
+    case ARPHRD_TUNNEL6:
+    case ARPHRD_SIT:
+    case ARPHRD_IPGRE:
+    case 823: // ARPHRD_IP6GRE, missing from glibc's net/if_arp.h
+        return LinkLayer::raw_ip;
+    default:
+        return Error{"attach to " + interface + ": unsupported link type " +
+                         std::to_string(request.ifr_hwaddr.sa_family) + " (Ethernet and raw-IP devices only)",
+                     EOPNOTSUPP};
+    }
+}
+
 std::string_view to_string(AttachMode mode)
 {
     return mode == AttachMode::tcx ? "tcx" : "clsact";
@@ -98,7 +132,10 @@ int remove_stale_clsact_filters(unsigned ifindex)
 Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, const std::string& interface,
                                                            unsigned ifindex)
 {
+    auto link = link_layer_of(interface);
+    if (!link) return link.error();
     std::unique_ptr<TcAttachment> attachment(new TcAttachment(interface, ifindex));
+    attachment->link_ = link.value();
     if (int removed = remove_stale_clsact_filters(ifindex); removed > 0)
         spdlog::warn("{}: removed {} clsact filter(s) left by an earlier flowlatd", interface, removed);
 
@@ -127,11 +164,11 @@ Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, c
 
 Status TcAttachment::attach_tcx(const Probe& probe)
 {
-    const int ingress = bpf_link_create(probe.ingress_program_fd(), static_cast<int>(ifindex_),
+    const int ingress = bpf_link_create(probe.ingress_program_fd(link_), static_cast<int>(ifindex_),
                                         static_cast<bpf_attach_type>(attach_tcx_ingress), nullptr);
     if (ingress < 0) return os_error("attach to " + interface_ + " ingress (tcx)", -ingress);
     ingress_link_.reset(ingress);
-    const int egress = bpf_link_create(probe.egress_program_fd(), static_cast<int>(ifindex_),
+    const int egress = bpf_link_create(probe.egress_program_fd(link_), static_cast<int>(ifindex_),
                                        static_cast<bpf_attach_type>(attach_tcx_egress), nullptr);
     if (egress < 0) {
         ingress_link_.reset();
@@ -160,8 +197,8 @@ Status TcAttachment::attach_clsact(const Probe& probe)
         bool* attached;
         const char* name;
     };
-    for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(), &ingress_filter_, "ingress"},
-                   Hook{BPF_TC_EGRESS, probe.egress_program_fd(), &egress_filter_, "egress"}}) {
+    for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(link_), &ingress_filter_, "ingress"},
+                   Hook{BPF_TC_EGRESS, probe.egress_program_fd(link_), &egress_filter_, "egress"}}) {
         bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
         bpf_tc_opts query = make_opts();
         int queried = 0;

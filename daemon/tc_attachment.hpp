@@ -2,6 +2,7 @@
 // TCX links are preferred (they vanish with the process); clsact filters are the fallback.
 #pragma once
 
+#include "probe.hpp"
 #include "result.hpp"
 #include "unique_fd.hpp"
 
@@ -9,8 +10,6 @@
 #include <string>
 
 namespace flowlat::probe {
-
-class Probe;
 
 enum class AttachMode { tcx, clsact };
 
@@ -26,6 +25,7 @@ public:
     const std::string& interface() const { return interface_; }
     unsigned ifindex() const { return ifindex_; }
     AttachMode mode() const { return mode_; }
+    LinkLayer link_layer() const { return link_; }
 
 private:
     TcAttachment(std::string interface, unsigned ifindex) : interface_(std::move(interface)), ifindex_(ifindex) {}
@@ -36,6 +36,7 @@ private:
     std::string interface_;
     unsigned ifindex_;
     AttachMode mode_{AttachMode::tcx};
+    LinkLayer link_{LinkLayer::ethernet};
     UniqueFd ingress_link_;
     UniqueFd egress_link_;
     bool ingress_filter_{false};
@@ -43,6 +44,9 @@ private:
 };
 
 std::string_view to_string(AttachMode mode);
+
+// Ethernet or raw IP, from the device's ARPHRD type; other link types are refused.
+Result<LinkLayer> link_layer_of(const std::string& interface);
 
 // Removes clsact filters that a killed earlier flowlatd left at flowlatd's handle and priority.
 // Filters of other programs are never touched. Returns how many were removed.
