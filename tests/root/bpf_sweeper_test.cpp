@@ -1,0 +1,161 @@
+// The daemon's own probe modules against the real program (root, BPF_PROG_TEST_RUN, no attach):
+// Probe (load, counters, counting filter), EventReader (batches) and TimeoutSweeper.
+#include "event_reader.hpp"
+#include "packet_builder.hpp"
+#include "probe.hpp"
+#include "timeout_sweeper.hpp"
+
+#include <bpf/bpf.h>
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+using namespace flowlat;
+using namespace flowlat::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Address local4 = Address::parse("198.18.0.1");
+const Address client4 = Address::parse("198.19.0.3");
+const Address local6 = Address::parse("fd00::1");
+const Address client6 = Address::parse("fd00::3");
+
+void run(int program_fd, const PacketBuilder& builder)
+{
+    Packet packet = builder.build();
+    std::vector<std::uint8_t> out(packet.bytes.size() + 256);
+    bpf_test_run_opts opts{};
+    opts.sz = sizeof(opts);
+    opts.data_in = packet.bytes.data();
+    opts.data_size_in = static_cast<__u32>(packet.bytes.size());
+    opts.data_out = out.data();
+    opts.data_size_out = static_cast<__u32>(out.size());
+    opts.repeat = 1;
+    REQUIRE(bpf_prog_test_run_opts(program_fd, &opts) == 0);
+    CHECK(static_cast<int>(opts.retval) == -1); // TC_ACT_UNSPEC
+}
+
+PacketBuilder segment(const Address& from, const Address& to, std::uint16_t sport, std::uint16_t dport,
+                      std::uint8_t flags, std::uint32_t seq, std::uint32_t ack = 0)
+{
+    PacketBuilder b;
+    b.ip(from, to).tcp(sport, dport).flags(flags).seq(seq).ack(ack);
+    return b;
+}
+
+std::uint32_t total_ack_filter(const probe::Probe& probe)
+{
+    std::uint32_t total = 0;
+    for (std::uint32_t bucket = 0; bucket < FLOWLAT_ACK_FILTER_BUCKETS; ++bucket)
+        total += probe.ack_filter_bucket_value(bucket);
+    return total;
+}
+
+std::unique_ptr<probe::Probe> load(std::uint64_t timeout_ns)
+{
+    probe::ProbeOptions options;
+    options.flow_table_size = 1024;
+    options.handshake_timeout_ns = timeout_ns;
+    auto loaded = probe::Probe::load(options, nullptr);
+    REQUIRE(loaded.ok());
+    return std::move(loaded).value();
+}
+
+} // namespace
+
+TEST_CASE("the sweep reports unanswered handshakes once and gives back their filter buckets", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    // Inbound v4: SYN in, our SYN-ACK out, no final ACK: it holds a counting-filter bucket.
+    run(ingress, segment(client4, local4, 50000, 8080, syn, 1000));
+    run(egress, segment(local4, client4, 8080, 50000, syn | ack, 7000, 1001));
+    // Outbound v6: SYN out, never answered.
+    run(egress, segment(local6, client6, 40000, 443, syn, 2000));
+    CHECK(total_ack_filter(*probe) == 1);
+
+    probe::TimeoutSweeper sweeper(*probe);
+    // Too young: nothing is reported, both are still counted as pending.
+    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
+    CHECK(sweeper.last_entry_count() == 2);
+
+    std::this_thread::sleep_for(60ms);
+    const std::uint64_t now = probe::monotonic_now_ns();
+    auto timeouts = sweeper.sweep(now);
+    REQUIRE(timeouts.size() == 2);
+    for (const auto& event : timeouts) {
+        CHECK(event.outcome == Outcome::timeout);
+        CHECK_FALSE(event.rtt_ns);
+        CHECK(event.handshake_ns >= 50'000'000u);
+        CHECK(event.monotonic_ns == now);
+        if (event.direction == Direction::inbound) {
+            CHECK(event.family == Family::ipv4);
+            CHECK(event.local_port == 8080);
+            CHECK(event.peer_port == 50000);
+        } else {
+            CHECK(event.family == Family::ipv6);
+            CHECK(event.peer_port == 443);
+        }
+    }
+    CHECK(total_ack_filter(*probe) == 0);
+    CHECK(sweeper.last_entry_count() == 0);
+    // Exactly once: a second sweep finds nothing, and a late answer completes nothing.
+    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
+
+    std::vector<HandshakeEvent> delivered;
+    auto reader = probe::EventReader::open(probe->ring_buffer_fd(), [&](std::span<const HandshakeEvent> batch) {
+        delivered.insert(delivered.end(), batch.begin(), batch.end());
+    });
+    REQUIRE(reader.ok());
+    run(ingress, segment(client6, local6, 443, 40000, syn | ack, 9000, 2001));
+    run(ingress, segment(client4, local4, 50000, 8080, ack, 1001, 7001));
+    reader.value()->drain();
+    CHECK(delivered.empty());
+}
+
+TEST_CASE("the reader delivers completed handshakes in one batch, with the counters the daemon exports",
+          "[root][bpf]")
+{
+    auto probe = load(10'000'000'000ull);
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    std::vector<std::size_t> batch_sizes;
+    std::vector<HandshakeEvent> delivered;
+    auto reader = probe::EventReader::open(probe->ring_buffer_fd(), [&](std::span<const HandshakeEvent> batch) {
+        batch_sizes.push_back(batch.size());
+        delivered.insert(delivered.end(), batch.begin(), batch.end());
+    });
+    REQUIRE(reader.ok());
+    constexpr std::uint16_t handshakes = 100;
+    for (std::uint16_t i = 0; i < handshakes; ++i) {
+        run(egress, segment(local4, client4, static_cast<std::uint16_t>(30000 + i), 443, syn, 100u + i));
+        run(ingress, segment(client4, local4, 443, static_cast<std::uint16_t>(30000 + i), syn | ack, 5, 101u + i));
+    }
+    // A truncated TCP header is counted, not parsed.
+    PacketBuilder truncated = segment(local4, client4, 1, 2, syn, 1);
+    truncated.truncate_at(Layer::transport, 10);
+    run(egress, truncated);
+
+    CHECK(reader.value()->drain() == handshakes);
+    REQUIRE(batch_sizes.size() == 1);
+    CHECK(batch_sizes[0] == handshakes);
+    for (const auto& event : delivered) {
+        CHECK(event.outcome == Outcome::completed);
+        CHECK(event.direction == Direction::outbound);
+        REQUIRE(event.rtt_ns);
+        CHECK(*event.rtt_ns == event.handshake_ns);
+    }
+    const auto counters = probe->read_counters();
+    CHECK(counters.events_lost == 0);
+    CHECK(counters.flow_table_full == 0);
+    CHECK(counters.packets_malformed == 1);
+    CHECK(reader.value()->malformed_records() == 0);
+}
