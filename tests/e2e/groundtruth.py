@@ -8,12 +8,13 @@ the probe timestamps, to within microseconds. Everything here is measured, not a
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-from netlab import Checker, Packet, conversation, parse_ts, FAMILY_NAME
+from netlab import Checker, Packet, conversation, log, parse_ts, FAMILY_NAME
 
-RTT_TOLERANCE_NS = 250_000
+RTT_TOLERANCE_NS = 250_000  # also the bound against the gap the raw-socket peer recorded
 TS_TOLERANCE_NS = 50_000_000  # the printed wall-clock time of the outcome
 
 
@@ -118,7 +119,8 @@ class Errors:
         self.rtt: list[int] = []
         self.handshake: list[int] = []
         self.ts: list[int] = []
-        self.responder: list[int] = []
+        self.responder: list[int] = []   # rtt_ns - the peer's recorded gap, every kind
+        self.responder_fallback = 0      # of those, gaps on the Python clock (no TX stamp)
 
     @staticmethod
     def _fmt(xs: list[int], unit: float = 1000.0, name: str = "µs") -> str:
@@ -130,7 +132,36 @@ class Errors:
         return [f"|rtt_ns - dumpcap truth|: {self._fmt(self.rtt)}",
                 f"|handshake_ns - dumpcap truth|: {self._fmt(self.handshake)}",
                 f"|ts - dumpcap time of the answer|: {self._fmt(self.ts)}",
-                f"|rtt_ns - responder's own gap| (informational): {self._fmt(self.responder)}"]
+                f"|rtt_ns - responder's recorded gap|: {self._fmt(self.responder)}"
+                + (f" ({self.responder_fallback} on the Python-clock fallback, no kernel TX stamp)"
+                   if self.responder else "")]
+
+
+def check_peer_gap(chk: Checker, errs: Errors, what: str, rtt_ns: int, gap_ns: Optional[int],
+                   kernel: bool, rx_ns: Optional[int] = None, t: Optional[Truth] = None) -> None:
+    """flowlatd's rtt_ns against the gap the raw-socket peer (Responder or RawClient)
+    recorded between the packet it answered and its answer: its kernel receive stamp to
+    its kernel software TX stamp at the responder veth (kernel=True), or, when the TX
+    stamp was missing, to Python's clock just before send() (counted in the summary).
+    rx_ns (the peer's receive stamp) and t (the capture's truth) only explain a failure:
+    where, against dumpcap on the probed veth, the peer's two stamps lay."""
+    if not chk.check(gap_ns is not None, f"{what}: the peer recorded no gap for this handshake"):
+        return
+    err = rtt_ns - gap_ns
+    errs.responder.append(err)
+    if not kernel:
+        errs.responder_fallback += 1
+    source = "kernel rx -> tx stamps" if kernel else "kernel rx stamp -> Python clock before send(), TX stamp missing"
+    where = ""
+    if rx_ns is not None and t is not None and t.rtt_ns is not None and t.answer_ns is not None:
+        timed = t.answer_ns - t.rtt_ns
+        where = (f"; vs dumpcap: peer received {(rx_ns - timed) / 1000:+.1f} µs after the timed packet"
+                 f" left, peer's answer left {(t.answer_ns - (rx_ns + gap_ns)) / 1000:.1f} µs before it arrived")
+    if os.environ.get("E2E_VERBOSE"):
+        log(f"{what}: rtt_ns - peer gap {err / 1000:+.1f} µs ({'kernel' if kernel else 'fallback'}){where}")
+    chk.check(abs(err) <= RTT_TOLERANCE_NS,
+              f"{what}: rtt_ns {rtt_ns} vs the peer's recorded gap {gap_ns} ({source}): "
+              f"error {err / 1000:.1f} µs{where}")
 
 
 def check_event(chk: Checker, errs: Errors, ev: dict, t: Truth, interface: str,

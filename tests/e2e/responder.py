@@ -8,10 +8,16 @@ ignore the first N SYNs of each connection to force SYN retransmissions.
 RawClient is the other direction: it opens handshakes towards a real listening socket
 in the client namespace, delaying the final ACK by a chosen time.
 
-Both read frames with AF_PACKET and skip their own outgoing copies (PACKET_OUTGOING).
-Their own timestamps (kernel receive time via SO_TIMESTAMPNS, wall clock right after
-send) are recorded for comparison; the tests take ground truth from dumpcap on the
-probed interface, which observes at the same point as the probe.
+Both read frames with AF_PACKET and skip other sockets' outgoing copies (PACKET_OUTGOING).
+Each records the gap it put between the packet it answers and its answer from kernel
+timestamps taken at the responder veth, both CLOCK_REALTIME: the receive time of the
+incoming frame (SO_TIMESTAMPNS, taken when the frame is handed to the veth's receive
+side) and the software transmit time of the answer (SO_TIMESTAMPING with
+SOF_TIMESTAMPING_TX_SOFTWARE: veth_xmit() calls skb_tx_timestamp(), the stamp comes
+back on the socket's error queue). Python's clock read just before send() is kept as
+a fallback for an answer whose transmit stamp never arrives; Answer.gap_kernel and
+ClientHandshake.gap_kernel say which one a gap uses. The tests assert flowlatd's
+rtt_ns against these gaps and, separately, against dumpcap on the probed interface.
 
 Run standalone for manual experiments:
     ip netns exec NS python3 responder.py --iface flr0 --addr 198.18.0.2 --addr fd00::2 \
@@ -35,6 +41,18 @@ import packets as P
 
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
+SO_TIMESTAMPING = 37             # also the cmsg type SCM_TIMESTAMPING: 3 timespecs, [0] software
+SOF_TIMESTAMPING_TX_SOFTWARE = 1 << 1
+SOF_TIMESTAMPING_SOFTWARE = 1 << 4
+SOF_TIMESTAMPING_OPT_ID = 1 << 7       # ee_data numbers the socket's sends from 0
+SOF_TIMESTAMPING_OPT_TSONLY = 1 << 11  # the error queue carries the stamp, not the frame
+TX_STAMP_FLAGS = (SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE
+                  | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY)
+SOL_PACKET = 263
+PACKET_TX_TIMESTAMP = 16         # cmsg type of the sock_extended_err on a packet socket
+SO_EE_ORIGIN_TIMESTAMPING = 4
+SCM_TSTAMP_SND = 0               # ee_info: stamped by the driver (skb_tx_timestamp)
+ANC_SPACE = 512                  # SO_TIMESTAMPNS + SCM_TIMESTAMPING + extended error, with room
 
 
 @dataclass
@@ -57,36 +75,124 @@ class Answer:
     syn_seq: int
     syn_tsval: Optional[int]
     syn_rx_ns: int           # kernel receive timestamp of the SYN (CLOCK_REALTIME)
-    action: str              # synack | rst | ignored | silent
+    action: str              # synack | rst | ignored | silent | bogus
     tx_ns: Optional[int] = None  # wall clock right after the answer was sent
     tx_pre_ns: Optional[int] = None  # wall clock right before send()
+    tx_kernel_ns: Optional[int] = None  # kernel software TX stamp of the answer (CLOCK_REALTIME)
+
+    @property
+    def gap_kernel(self) -> bool:
+        """The gap is kernel stamp to kernel stamp (False: Python-clock fallback)."""
+        return self.tx_kernel_ns is not None
 
     @property
     def gap_ns(self) -> Optional[int]:
-        """SYN arrival to the answer, both from the responder's view. The clock is read
-        just before send(): after it the GIL may go to the woken client thread first."""
+        """SYN arrival to the answer's departure as the responder recorded them: the
+        kernel's receive and transmit stamps at the responder veth. Without a transmit
+        stamp, the Python clock read just before send() (after it the GIL may go to the
+        woken client thread first), which is later than the packet by up to ~0.25 ms."""
+        if self.tx_kernel_ns is not None:
+            return self.tx_kernel_ns - self.syn_rx_ns
         return None if self.tx_pre_ns is None else self.tx_pre_ns - self.syn_rx_ns
 
 
-def open_packet_socket(ifname: str) -> socket.socket:
+def open_packet_socket(ifname: str, tx_stamps: bool = True) -> socket.socket:
+    """An AF_PACKET socket on ifname with kernel receive stamps and (tx_stamps) software
+    transmit stamps for every frame it sends (read them through TxStamps)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(P.ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    if tx_stamps:
+        # Before any send: OPT_ID then numbers this socket's sends 0, 1, 2, ...
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_STAMP_FLAGS)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind((ifname, P.ETH_P_ALL))
     return s
 
 
+def _timespec_ns(cdata: bytes) -> int:
+    sec, nsec = struct.unpack("qq", cdata[:16])
+    return sec * 1_000_000_000 + nsec
+
+
 def recv_frame(sock: socket.socket) -> Optional[tuple[bytes, int]]:
-    """(frame, kernel receive time in ns) for an incoming frame, None for our own outgoing copies."""
-    data, anc, _flags, addr = sock.recvmsg(65535, socket.CMSG_SPACE(16))
+    """(frame, kernel receive time in ns) for an incoming frame, None for outgoing copies."""
+    data, anc, _flags, addr = sock.recvmsg(65535, ANC_SPACE)
     if addr[2] == PACKET_OUTGOING:
         return None
-    rx_ns = time.time_ns()
+    rx_ns = None
     for level, typ, cdata in anc:
         if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and len(cdata) >= 16:
-            sec, nsec = struct.unpack("qq", cdata[:16])
-            rx_ns = sec * 1_000_000_000 + nsec
-    return data, rx_ns
+            rx_ns = _timespec_ns(cdata)
+        elif level == socket.SOL_SOCKET and typ == SO_TIMESTAMPING and len(cdata) >= 16 and rx_ns is None:
+            rx_ns = _timespec_ns(cdata) or None
+    return data, rx_ns if rx_ns is not None else time.time_ns()
+
+
+class TxStamps:
+    """Software transmit stamps of the frames one packet socket sends.
+
+    open_packet_socket() set SO_TIMESTAMPING with OPT_ID, so the kernel numbers the
+    socket's sends from 0 and queues one (number, stamp) record per frame on the error
+    queue when the driver transmits it (veth: skb_tx_timestamp() in veth_xmit(), during
+    send() itself since veth has no qdisc). send() returns that number; only the stamps
+    of sends made with want=True are kept. All sends of the socket must go through here
+    so the numbering stays in step. A socket opened without stamps gives None."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.enabled = bool(sock.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING) & SOF_TIMESTAMPING_TX_SOFTWARE)
+        self._next = 0
+        self._wanted: set[int] = set()
+        self._got: dict[int, int] = {}
+
+    def send(self, frame: bytes, want: bool = False) -> Optional[int]:
+        key = self._next
+        self.sock.send(frame)
+        self._next += 1
+        if not self.enabled:
+            return None
+        if want:
+            self._wanted.add(key)
+        return key
+
+    def drain(self) -> list[tuple[int, int]]:
+        """Read the error queue; returns the new (number, stamp ns) pairs of wanted sends."""
+        new = []
+        while True:
+            try:
+                _data, anc, _flags, _addr = self.sock.recvmsg(64, ANC_SPACE,
+                                                              socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return new
+            stamp = key = None
+            for level, typ, cdata in anc:
+                if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPING and len(cdata) >= 16:
+                    stamp = _timespec_ns(cdata) or None  # [0], the software stamp
+                elif level == SOL_PACKET and typ == PACKET_TX_TIMESTAMP and len(cdata) >= 16:
+                    _errno, origin, _t, _c, _p, info, data = struct.unpack("IBBBBII", cdata[:16])
+                    if origin == SO_EE_ORIGIN_TIMESTAMPING and info == SCM_TSTAMP_SND:
+                        key = data
+            if key is not None and stamp is not None and key in self._wanted:
+                self._wanted.discard(key)
+                self._got[key] = stamp
+                new.append((key, stamp))
+
+    def take(self, key: Optional[int], wait: float = 0.05) -> Optional[int]:
+        """The stamp of send number key, waiting up to wait seconds for it (None: missing)."""
+        if key is None:
+            return None
+        deadline = time.monotonic() + wait
+        while True:
+            self.drain()
+            if key in self._got:
+                return self._got.pop(key)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._wanted.discard(key)
+                return None
+            waiter = select.poll()
+            waiter.register(self.sock, select.POLLERR)  # the error queue is not POLLIN
+            waiter.poll(max(1, int(min(left, 0.005) * 1000)))
 
 
 def ts_clock() -> int:
@@ -97,6 +203,8 @@ class Responder:
     def __init__(self, sock: socket.socket, mac: str, addrs: list[str], plans: dict[int, PortPlan]):
         self.sock, self.mac, self.addrs, self.plans = sock, mac, set(addrs), plans
         self.answers: list[Answer] = []
+        self._tx = TxStamps(sock)
+        self._unstamped: dict[int, Answer] = {}  # send number -> answer awaiting its TX stamp
         self._seen: dict[tuple, int] = {}  # connection -> SYNs seen
         self._pending: list[tuple[float, int, bytes, Answer]] = []
         self._seq = 0
@@ -115,22 +223,54 @@ class Responder:
         self.sock.close()
 
     def answers_for(self, client_port: int, port: int) -> list[Answer]:
+        self.settle()
         with self._lock:
             return [a for a in self.answers if a.client_port == client_port and a.port == port]
 
+    def settle(self, timeout: float = 1.0) -> None:
+        """Wait (up to timeout) until every answer sent so far has its TX stamp recorded.
+        Stamps arrive during send() on veth; the responder thread files them."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            with self._lock:
+                if not self._unstamped:
+                    return
+            time.sleep(0.005)
+        with self._lock:
+            self._unstamped.clear()  # given up: those gaps stay on the Python clock
+
+    @property
+    def tx_stamps_missing(self) -> int:
+        """Answers sent whose gap falls back to the Python clock."""
+        with self._lock:
+            return sum(1 for a in self.answers if a.tx_pre_ns is not None and a.tx_kernel_ns is None)
+
     def _loop(self) -> None:
         poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
+        poller.register(self.sock, select.POLLIN | select.POLLERR)
         while not self._stop.is_set():
             timeout_ms = 50
             if self._pending:
                 timeout_ms = max(0, min(50, int((self._pending[0][0] - time.monotonic()) * 1000)))
             # Sleep in poll until just before the earliest answer is due, then spin briefly.
-            if poller.poll(timeout_ms):
-                got = recv_frame(self.sock)
-                if got:
-                    self._on_frame(*got)
+            for _fd, ev in poller.poll(timeout_ms):
+                if ev & select.POLLERR:
+                    self._file_stamps()
+                if ev & select.POLLIN:
+                    got = recv_frame(self.sock)
+                    if got:
+                        self._on_frame(*got)
             self._send_due()
+        self._file_stamps()
+        with self._lock:
+            self._unstamped.clear()  # no more will come: those gaps use the Python clock
+
+    def _file_stamps(self) -> None:
+        for key, stamp in self._tx.drain():
+            with self._lock:
+                ans = self._unstamped.pop(key, None)
+            if ans is not None:
+                ans.tx_kernel_ns = stamp
 
     def _send_due(self) -> None:
         while self._pending and self._pending[0][0] - time.monotonic() < 0.0015:
@@ -139,8 +279,11 @@ class Responder:
                 pass
             heapq.heappop(self._pending)
             ans.tx_pre_ns = time.time_ns()
-            self.sock.send(frame)
+            key = self._tx.send(frame, want=True)
             ans.tx_ns = time.time_ns()
+            if key is not None:
+                with self._lock:
+                    self._unstamped[key] = ans
 
     def _on_frame(self, frame: bytes, rx_ns: int) -> None:
         seg = P.parse_frame(frame)
@@ -196,6 +339,22 @@ class ClientHandshake:
     ip_extra: dict = field(default_factory=dict)  # ipv4_options / ipv6_ext for every frame sent
     ack_tx_ns: Optional[int] = None  # wall clock just before the ACK's send()
     server_isn: Optional[int] = None
+    ack_tx_kernel_ns: Optional[int] = None  # kernel software TX stamp of the ACK (CLOCK_REALTIME)
+
+    @property
+    def gap_kernel(self) -> bool:
+        """The gap is kernel stamp to kernel stamp (False: Python-clock fallback)."""
+        return self.ack_tx_kernel_ns is not None
+
+    @property
+    def gap_ns(self) -> Optional[int]:
+        """The timed SYN-ACK's arrival to the ACK's departure as the client recorded them
+        (kernel receive and transmit stamps at the responder veth; without a transmit
+        stamp, the Python clock just before the ACK's send())."""
+        if self.synack_rx_ns is None:
+            return None
+        tx = self.ack_tx_kernel_ns if self.ack_tx_kernel_ns is not None else self.ack_tx_ns
+        return None if tx is None else tx - self.synack_rx_ns
 
 
 class RawClient:
@@ -204,7 +363,9 @@ class RawClient:
     def __init__(self, sock: socket.socket, mac: str, server_mac: str):
         self.sock, self.mac, self.server_mac = sock, mac, server_mac
         self.sock.setblocking(False)
+        self._tx = TxStamps(sock)
         self._ports: set[int] = set()
+        self.tx_stamps_missing = 0  # completed handshakes whose ACK got no TX stamp
 
     def close(self) -> None:
         self.sock.close()
@@ -231,7 +392,11 @@ class RawClient:
             r, _, _ = select.select([self.sock], [], [], left)
             if not r:
                 continue
-            got = recv_frame(self.sock)
+            self._tx.drain()  # the error queue also makes the socket readable
+            try:
+                got = recv_frame(self.sock)
+            except (BlockingIOError, InterruptedError):
+                continue
             if not got:
                 continue
             seg = P.parse_frame(got[0])
@@ -255,7 +420,7 @@ class RawClient:
             ts_opt = (ts_clock(), 0) if timestamps else None
             return self._frame(h, isn, 0, P.SYN,
                                P.tcp_options(mss=1460, sack_perm=True, timestamps=ts_opt, wscale=7))
-        self.sock.send(syn())
+        self._tx.send(syn())
         got = self._wait(h, timeout)
         if got is None:
             h.result = "no-answer"
@@ -276,7 +441,7 @@ class RawClient:
         dup_at = None if dup_syn_after is None else due - ack_delay + dup_syn_after
         while due - time.monotonic() > 0.002:
             if dup_at is not None and time.monotonic() >= dup_at:
-                self.sock.send(syn())
+                self._tx.send(syn())
                 dup_at = None
             until = due if dup_at is None else min(due, dup_at + 0.0015)
             again = self._wait(h, max(0.0, until - time.monotonic() - 0.0015))
@@ -288,21 +453,25 @@ class RawClient:
         ts = (ts_clock(), seg.tsval) if seg.tsval is not None else None
         ack = self._frame(h, isn + 1, seg.seq + 1, P.ACK, P.tcp_options(timestamps=ts))
         h.ack_tx_ns = time.time_ns()  # before send(): after it the woken server thread may hold the GIL
-        self.sock.send(ack)
+        key = self._tx.send(ack, want=True)
         h.result = "completed"
         if reset:
-            self.sock.send(self._frame(h, isn + 1, 0, P.RST))
+            self._tx.send(self._frame(h, isn + 1, 0, P.RST))
+        h.ack_tx_kernel_ns = self._tx.take(key, wait=0.1)
+        if h.ack_tx_kernel_ns is None:
+            self.tx_stamps_missing += 1
         return h
 
     def reset(self, h: ClientHandshake) -> None:
         """RST for a handshake left half-open (send_ack=False)."""
-        self.sock.send(self._frame(h, h.isn + 1, 0, P.RST))
+        self._tx.send(self._frame(h, h.isn + 1, 0, P.RST))
 
     def _drain(self) -> None:
+        self._tx.drain()
         while True:
             try:
                 self.sock.recv(65535)
-            except BlockingIOError:
+            except (BlockingIOError, InterruptedError):
                 return
 
 

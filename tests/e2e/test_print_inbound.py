@@ -4,8 +4,10 @@
 A real listening socket in the client namespace serves port 7000 on the probed veth's
 addresses. From the responder namespace a raw client sends a SYN, waits 5/20/80 ms after
 the SYN-ACK, sends the final ACK and then an RST. rtt_ns must be within 250 µs of the
-SYN-ACK (egress) -> ACK (ingress) gap dumpcap measured on the probed veth. A SYN to
-port 7999, where nothing listens, draws the kernel's RST: outcome refused.
+SYN-ACK (egress) -> ACK (ingress) gap dumpcap measured on the probed veth, and within
+250 µs of the gap the raw client recorded itself (kernel receive stamp of the SYN-ACK to
+kernel software TX stamp of its ACK, at the responder veth). A SYN to port 7999, where
+nothing listens, draws the kernel's RST: outcome refused.
 
 The raw client also sends handshakes whose every frame carries IPv4 options (4 and 40
 bytes of NOP/EOL) or IPv6 extension headers (Hop-by-Hop; Hop-by-Hop + Destination
@@ -20,7 +22,7 @@ import time
 import netlab as N
 import packets as P
 import responder as R
-from groundtruth import Errors, check_event, match_events, truth
+from groundtruth import Errors, check_event, check_peer_gap, match_events, truth
 
 PORT, CLOSED_PORT = 7000, 7999
 DELAYS = (0.005, 0.020, 0.080)
@@ -87,9 +89,10 @@ def body() -> None:
         if outcome == "completed":
             chk.check(t.retransmits == (1 if h.synacks > 1 else 0),
                       f"harness: {t.retransmits} SYN-ACK retransmissions on {key}, the client saw {h.synacks}")
-            if ev["rtt_ns"] is not None and h.ack_tx_ns:
-                # The raw client's own view: SYN-ACK kernel receive time -> just after its ACK left.
-                errs.responder.append(ev["rtt_ns"] - (h.ack_tx_ns - h.synack_rx_ns))
+            if ev["rtt_ns"] is not None:
+                # The raw client's own record: the timed (last) SYN-ACK's kernel receive
+                # stamp -> its ACK's kernel TX stamp.
+                check_peer_gap(chk, errs, f"{key}", ev["rtt_ns"], h.gap_ns, h.gap_kernel, h.synack_rx_ns, t)
     for line in errs.summary():
         chk.note(line)
     chk.finish()
