@@ -88,12 +88,16 @@ std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
     if (it != index_.end()) return it->second;
 
     if (index_.size() >= max_series_ && key.peer_kind != labels::PeerKind::other) {
-        // Keep interface, direction, family and port; only the peer is given up.
+        // The port goes with the peer: keeping it would let a port scan create one
+        // overflow series per port. Interface, direction and family stay, so the overflow
+        // adds at most one series per (interface, direction, family).
         ++overflow_;
         key.peer_kind = labels::PeerKind::other;
         key.group = 0;
         key.prefix_length = 0;
         key.address = {};
+        key.port = 0;
+        key.port_other = 1;
         it = index_.find(key);
         if (it != index_.end()) return it->second;
     }
@@ -159,6 +163,38 @@ std::size_t Aggregator::expire(std::uint64_t now_ns)
         ++removed;
     }
     return removed;
+}
+
+void Aggregator::move_interface(std::uint32_t from, std::uint32_t to)
+{
+    if (from == to) return;
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::lock_guard lock(mutex_);
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot] || slots_[slot].key.ifindex != from) continue;
+        index_.erase(slots_[slot].key);
+        labels::SeriesKey moved = slots_[slot].key;
+        moved.ifindex = to;
+        const auto existing = index_.find(moved);
+        if (existing == index_.end()) {
+            slots_[slot].key = moved;
+            index_.emplace(moved, slot);
+            continue;
+        }
+        auto& into = slots_[existing->second];
+        const auto& from_series = slots_[slot];
+        for (std::size_t i = 0; i < into.handshakes.size(); ++i) into.handshakes[i] += from_series.handshakes[i];
+        into.syn_retransmits += from_series.syn_retransmits;
+        into.rtt_count += from_series.rtt_count;
+        into.rtt_sum_ns += from_series.rtt_sum_ns;
+        into.duration_count += from_series.duration_count;
+        into.duration_sum_ns += from_series.duration_sum_ns;
+        into.last_update_ns = std::max(into.last_update_ns, from_series.last_update_ns);
+        for (std::size_t i = 0; i < stride; ++i)
+            buckets_[existing->second * stride + i] += buckets_[slot * stride + i];
+        live_[slot] = false;
+        free_slots_.push_back(slot);
+    }
 }
 
 void Aggregator::set_policy(labels::LabelPolicy policy)

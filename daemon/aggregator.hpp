@@ -68,6 +68,10 @@ public:
     // removed. `now_ns` is CLOCK_MONOTONIC, the clock of HandshakeEvent::monotonic_ns.
     std::size_t expire(std::uint64_t now_ns);
 
+    // Moves every series of interface key `from` to `to`, adding its counts to a series
+    // that already has the same labels there (see InterfaceNames::set).
+    void move_interface(std::uint32_t from, std::uint32_t to);
+
     // Reload. Existing series keep their counts; new events are classified by `policy`.
     void set_policy(labels::LabelPolicy policy);
 

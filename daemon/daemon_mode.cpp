@@ -177,7 +177,8 @@ void Daemon::reconcile_interfaces()
             spdlog::error("cannot {}", attached.error().message());
             unhealthy.push_back(interface.name + ": " + attached.error().message());
         } else {
-            interface_names_.set(interface.ifindex, interface.name);
+            for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
+                aggregator_.move_interface(move.from, move.to);
         }
         states[interface.name] = static_cast<bool>(attached);
     }

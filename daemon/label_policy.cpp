@@ -36,10 +36,26 @@ std::size_t SeriesKeyHash::operator()(const SeriesKey& key) const noexcept
     return static_cast<std::size_t>(h);
 }
 
-void InterfaceNames::set(std::uint32_t ifindex, std::string name)
+std::vector<InterfaceNames::Move> InterfaceNames::set(std::uint32_t ifindex, std::string name)
 {
     std::lock_guard lock(mutex_);
+    std::vector<Move> moves;
+    if (const auto held = names_.find(ifindex); held != names_.end()) {
+        if (held->second == name) return moves;
+        const std::uint32_t retired = next_retired_key_++;
+        names_[retired] = std::move(held->second);
+        moves.push_back({ifindex, retired});
+    }
+    for (auto it = names_.begin(); it != names_.end();) {
+        if (it->first != ifindex && it->second == name) {
+            moves.push_back({it->first, ifindex});
+            it = names_.erase(it);
+        } else {
+            ++it;
+        }
+    }
     names_[ifindex] = std::move(name);
+    return moves;
 }
 
 std::string InterfaceNames::name(std::uint32_t ifindex) const

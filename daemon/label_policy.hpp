@@ -59,13 +59,30 @@ inline constexpr const char* kLabelNames[] = {"interface", "direction", "family"
 // the interface vanishes, so series created before keep their label. Thread safe.
 class InterfaceNames {
 public:
-    void set(std::uint32_t ifindex, std::string name);
+    // Series keyed by `from` must be moved to `to`, so one label set is one series.
+    struct Move {
+        std::uint32_t from;
+        std::uint32_t to;
+        friend bool operator==(const Move&, const Move&) = default;
+    };
+
+    // Records the name of an attached interface and returns the series moves that keep
+    // every rendered label set backed by exactly one key, so expiry of one part can never
+    // make an exported counter go down:
+    //  - an interface re-created under a known name (new ifindex): the old ifindex's
+    //    series move to the new one and continue;
+    //  - an ifindex reused under another name: its old series move to a retired key
+    //    (outside the kernel's ifindex range) that keeps the old name.
+    std::vector<Move> set(std::uint32_t ifindex, std::string name);
     std::string name(std::uint32_t ifindex) const; // unknown: the ifindex in decimal
     std::unordered_map<std::uint32_t, std::string> copy() const;
+
+    static constexpr std::uint32_t kFirstRetiredKey = 0x80000000u; // ifindex is a positive int
 
 private:
     mutable std::mutex mutex_;
     std::unordered_map<std::uint32_t, std::string> names_;
+    std::uint32_t next_retired_key_{kFirstRetiredKey};
 };
 
 // Masks `address` to its first `length` bits (length is clamped to the family's width).

@@ -125,18 +125,27 @@ TEST_CASE("max_series folds new label sets into peer=other", "[metrics][aggregat
     const auto* other = find_peer(snap, "other");
     REQUIRE(other != nullptr);
     CHECK(other->handshakes[0] == 3);
-    CHECK(other->key.port == 443); // only the peer is given up
+    CHECK(other->key.port_other == 1); // the port is given up with the peer
+    CHECK(other->key.port == 0);
     REQUIRE(find_peer(snap, "198.18.0.1") != nullptr);
     CHECK(find_peer(snap, "198.18.0.1")->handshakes[0] == 2);
     CHECK(find_peer(snap, "198.18.0.4") == nullptr);
 
-    // A different port at the cap gets its own overflow series: the cap is exceeded by
-    // at most one series per (interface, direction, family, port).
-    auto other_port = outbound(9);
-    other_port.peer_port = 80;
-    agg.add(std::span(&other_port, 1));
+    // A port scan at the cap creates no series: every new port lands in the same overflow
+    // series, so the cap is exceeded by at most one series per (interface, direction, family).
+    for (std::uint16_t port = 1; port <= 100; ++port) {
+        auto scanned = outbound(9);
+        scanned.peer_port = port;
+        agg.add(std::span(&scanned, 1));
+    }
+    CHECK(agg.series_count() == 4);
+    CHECK(agg.series_overflow() == 103);
+
+    // Another direction at the cap gets its own overflow series.
+    auto inbound_event = outbound(9);
+    inbound_event.direction = Direction::inbound;
+    agg.add(std::span(&inbound_event, 1));
     CHECK(agg.series_count() == 5);
-    CHECK(agg.series_overflow() == 4);
 }
 
 TEST_CASE("series idle longer than series_ttl expire", "[metrics][aggregator]")
@@ -214,4 +223,53 @@ TEST_CASE("bad bucket bounds are rejected", "[metrics][aggregator]")
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.1, 0.01}, 10, {}}), std::invalid_argument);
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.0, 0.01}, 10, {}}), std::invalid_argument);
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.1, 0.1}, 10, {}}), std::invalid_argument);
+}
+
+TEST_CASE("an interface re-created under its name continues its series", "[metrics][aggregator]")
+{
+    labels::InterfaceNames names;
+    CHECK(names.set(3, "eth0").empty());
+    CHECK(names.set(3, "eth0").empty()); // re-attach: nothing moves
+
+    Aggregator agg(labels::LabelPolicy(agg_config()), settings(2000, std::chrono::seconds(60)));
+    auto old_event = outbound(1, Outcome::completed, 500'000, 10 * kSecond);
+    agg.add(std::span(&old_event, 1));
+
+    // eth0 comes back as ifindex 7; its old series moves there and merges.
+    const auto moves = names.set(7, "eth0");
+    REQUIRE(moves == std::vector<labels::InterfaceNames::Move>{{3, 7}});
+    for (const auto& move : moves) agg.move_interface(move.from, move.to);
+    auto new_event = outbound(1, Outcome::completed, 700'000, 50 * kSecond);
+    new_event.ifindex = 7;
+    agg.add(std::span(&new_event, 1));
+
+    auto snap = agg.snapshot();
+    REQUIRE(snap.series.size() == 1); // one key per rendered label set
+    CHECK(snap.series[0].key.ifindex == 7);
+    CHECK(snap.series[0].handshakes[0] == 2);
+    CHECK(snap.series[0].rtt_sum_ns == 1'200'000);
+    // Expiry judged by the newest event of the merged series: the old part cannot expire alone.
+    CHECK(agg.expire(100 * kSecond) == 0);
+    CHECK(agg.snapshot().series[0].handshakes[0] == 2);
+}
+
+TEST_CASE("an ifindex reused under another name keeps the old series' name", "[metrics][aggregator]")
+{
+    labels::InterfaceNames names;
+    names.set(3, "eth0");
+    const auto moves = names.set(3, "tun0");
+    REQUIRE(moves.size() == 1);
+    CHECK(moves[0].from == 3);
+    CHECK(moves[0].to >= labels::InterfaceNames::kFirstRetiredKey);
+    const auto copy = names.copy();
+    CHECK(copy.at(moves[0].to) == "eth0");
+    CHECK(copy.at(3) == "tun0");
+
+    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    auto event = outbound(1);
+    agg.add(std::span(&event, 1));
+    agg.move_interface(moves[0].from, moves[0].to);
+    const auto snap = agg.snapshot();
+    REQUIRE(snap.series.size() == 1);
+    CHECK(labels::render_labels(snap.series[0].key, snap.group_names, copy).interface == "eth0");
 }
