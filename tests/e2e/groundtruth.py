@@ -32,6 +32,7 @@ class Truth:
     answer_ns: Optional[int]     # SYN-ACK/RST in (outbound), ACK in / RST out (inbound)
     answered_tsecr: Optional[int] = None
     timed_tsvals: list[Optional[int]] = field(default_factory=list)
+    initiator_isn: Optional[int] = None  # sequence number of the initiator's SYN
 
     @property
     def retransmits(self) -> int:
@@ -92,7 +93,7 @@ def truth(pkts: list[Packet], direction: str, family: int, local: str, lport: in
         t = Truth(direction, family, local, lport, peer, pport,
                   "none" if answer is None else ("refused" if answer.flags & 0x04 else "completed"),
                   syns[0].t_ns, [p.t_ns for p in before], answer.t_ns if answer else None,
-                  answer.tsecr if answer else None, [p.tsval for p in before])
+                  answer.tsecr if answer else None, [p.tsval for p in before], syns[0].seq)
         return t
     syns = [p for p in conv if p.src == peer and p.is_("SYN")]
     synacks = [p for p in conv if p.src == local and p.is_("SYN", "ACK")]

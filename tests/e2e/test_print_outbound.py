@@ -18,6 +18,7 @@ the client's RST must not end or time the handshake.
 """
 import threading
 import time
+from ipaddress import ip_address
 
 import netlab as N
 import responder as R
@@ -99,15 +100,19 @@ def body() -> None:
             chk.check(t.retransmits == 0, f"harness: unexpected SYN retransmission on {key}")
         if ev["rtt_ns"] is None:
             continue  # Karn's rule (check_event asserted that null is right)
-        # The responder's record of this connection: the answer (SYN-ACK, or RST on the
-        # closed port) to its #epoch SYN. On the bogus port that is the answer to the first
-        # SYN, the one the client's ACK acknowledges and the printed rtt_ns times. The burst
-        # is included: both stamps are the kernel's, so the Python thread's lag in answering
-        # 48 SYNs changes the delay, not its record.
-        answers = [a for a in resp.answers_for(c.local_port, c.peer_port) if a.action in ("synack", "rst")]
+        # The responder's record of this connection: its answer (SYN-ACK, or RST on the
+        # closed port) to the SYN the printed rtt_ns times. Ports repeat across families and
+        # freed ephemeral ports come back, so the SYN is named by address, ISN and TSval (the
+        # TSecr the client's kernel accepted); on the bogus port that is the first SYN, not
+        # its retransmission. The burst is included: both stamps are the kernel's, so the
+        # Python thread's lag in answering 48 SYNs changes the delay, not its record.
+        answers = [a for a in resp.answers_for(c.local_port, c.peer_port)
+                   if a.action in ("synack", "rst") and ip_address(a.client) == ip_address(c.local)
+                   and a.syn_seq == t.initiator_isn
+                   and (t.answered_tsecr is None or a.syn_tsval == t.answered_tsecr)]
         what = f"{key} connection #{epoch}" + (" (burst)" if c in burst else "")
-        if chk.check(epoch < len(answers), f"{what}: the responder recorded no answer for it"):
-            a = answers[epoch]
+        if chk.check(len(answers) >= 1, f"{what}: the responder recorded no answer to its SYN"):
+            a = answers[0]
             check_peer_gap(chk, errs, what, ev["rtt_ns"], a.gap_ns, a.gap_kernel, a.syn_rx_ns, t)
     for line in errs.summary():
         chk.note(line)
