@@ -7,14 +7,16 @@
  * baseline) through a program array that user space fills.
  *
  * The state lives in the frame itself, which test_run keeps across repeats:
- *   - a SYN (we are 198.18.1.x, the client) becomes the peer's SYN-ACK for the same
- *     tuple: addresses and ports swapped, ack = ISN + 1, TSecr = the SYN's TSval;
- *   - anything else (a SYN-ACK, or the frame user space built) becomes the SYN of
- *     the next handshake i = its ack field, to peer i % PEERS from port
- *     PORT_BASE + i / PEERS % PORTS, with ISN = i and TSval = i.
- * So two threads running the driver at once never share state: each has its own
- * skb and its own local address, and an even repeat starting from a SYN-ACK with
- * ack = n drives handshakes n .. n + repeat / 2 - 1.
+ *   - a SYN of handshake j (we are 198.18.1.x, the client) becomes the peer's SYN-ACK
+ *     of handshake k = j - pending: ack = k + 1, TSecr = k (SYN k's TSval);
+ *   - anything else (a SYN-ACK of k, or the frame user space built) becomes the SYN of
+ *     handshake j = ack + pending (= k + 1 + pending).
+ * Handshake i goes to peer i % PEERS from port PORT_BASE + i / PEERS % PORTS with
+ * ISN = i and TSval = i. With pending = 0 each SYN is answered at once; with
+ * pending = W, W flows wait in the flow table, as they would over a real RTT.
+ * Two threads running the driver at once never share state: each has its own skb
+ * and its own local address, and an even repeat starting from a SYN-ACK with
+ * ack = n - pending drives the SYNs of n .. n + repeat / 2 - 1.
  *
  * Checksums are not updated: neither the probe nor the baseline reads them.
  */
@@ -31,6 +33,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
+
+/* Set by user space between open and load: how many handshakes each SYN-ACK lags behind. */
+const volatile __u32 pending = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -71,36 +76,33 @@ int bench_driver(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	if (*flags == TCP_FLAG_SYN) {
-		/* The previous run was handshake i's SYN on egress: the peer answers on ingress. */
+		/* The previous run was handshake j's SYN on egress: the peer of k answers on ingress. */
 		__be32 local = ip->saddr;
-		__be16 local_port = tcp->source;
-		__u32 isn = bpf_ntohl(tcp->seq);
+		__u32 k = bpf_ntohl(tcp->seq) - pending;
 
-		ip->saddr = ip->daddr;
+		ip->saddr = bpf_htonl(BENCH_DRIVER_PEER_NET + k % BENCH_DRIVER_PEERS);
 		ip->daddr = local;
-		tcp->source = tcp->dest;
-		tcp->dest = local_port;
-		tcp->seq = bpf_htonl(isn ^ 0x5a5a5a5a); /* the peer's ISN: anything */
-		tcp->ack_seq = bpf_htonl(isn + 1);
+		tcp->source = bpf_htons(BENCH_DRIVER_SERVER_PORT);
+		tcp->dest = bpf_htons(BENCH_DRIVER_PORT_BASE + k / BENCH_DRIVER_PEERS % BENCH_DRIVER_PORTS);
+		tcp->seq = bpf_htonl(k ^ 0x5a5a5a5a); /* the peer's ISN: anything */
+		tcp->ack_seq = bpf_htonl(k + 1);
 		*flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
-		ts[1] = ts[0];                        /* TSecr echoes the SYN's TSval */
-		ts[0] = bpf_htonl(isn + 1000);        /* the peer's own TSval */
+		ts[0] = bpf_htonl(k + 1000);          /* the peer's own TSval */
+		ts[1] = bpf_htonl(k);                 /* TSecr echoes SYN k's TSval */
 		slot = BENCH_DRIVER_INGRESS;
 		count(BENCH_DRIVER_SYN_ACK);
 	} else {
-		/* A SYN-ACK (ack = i + 1) or user space's first frame (ack = n): the next SYN. */
-		__u32 i = bpf_ntohl(tcp->ack_seq);
-		__u32 peer = i % BENCH_DRIVER_PEERS;
-		__u16 port = BENCH_DRIVER_PORT_BASE + i / BENCH_DRIVER_PEERS % BENCH_DRIVER_PORTS;
+		/* A SYN-ACK (ack = k + 1) or user space's first frame: the SYN of j = ack + pending. */
+		__u32 j = bpf_ntohl(tcp->ack_seq) + pending;
 
 		ip->saddr = ip->daddr; /* the local address, destination of the SYN-ACK */
-		ip->daddr = bpf_htonl(BENCH_DRIVER_PEER_NET + peer);
-		tcp->source = bpf_htons(port);
+		ip->daddr = bpf_htonl(BENCH_DRIVER_PEER_NET + j % BENCH_DRIVER_PEERS);
+		tcp->source = bpf_htons(BENCH_DRIVER_PORT_BASE + j / BENCH_DRIVER_PEERS % BENCH_DRIVER_PORTS);
 		tcp->dest = bpf_htons(BENCH_DRIVER_SERVER_PORT);
-		tcp->seq = bpf_htonl(i);
+		tcp->seq = bpf_htonl(j);
 		tcp->ack_seq = 0;
 		*flags = TCP_FLAG_SYN;
-		ts[0] = bpf_htonl(i);
+		ts[0] = bpf_htonl(j);
 		ts[1] = 0;
 		slot = BENCH_DRIVER_EGRESS;
 		count(BENCH_DRIVER_SYN);
