@@ -10,11 +10,10 @@ in the client namespace, delaying the final ACK by a chosen time.
 
 Both read frames with AF_PACKET and skip other sockets' outgoing copies (PACKET_OUTGOING).
 Each records the gap it put between the packet it answers and its answer from kernel
-timestamps taken at the responder veth, both CLOCK_REALTIME: the receive time of the
-incoming frame (SO_TIMESTAMPNS, taken when the frame is handed to the veth's receive
-side) and the software transmit time of the answer (SO_TIMESTAMPING with
-SOF_TIMESTAMPING_TX_SOFTWARE: veth_xmit() calls skb_tx_timestamp(), the stamp comes
-back on the socket's error queue). Python's clock read just before send() is kept as
+timestamps taken at the responder veth, both CLOCK_REALTIME: the kernel receive stamp
+of the incoming frame (SO_TIMESTAMPNS) and the software transmit stamp of the answer
+(SO_TIMESTAMPING with SOF_TIMESTAMPING_TX_SOFTWARE: veth_xmit() calls
+skb_tx_timestamp(), the stamp comes back on the socket's error queue). Python's clock read just before send() is kept as
 a fallback for an answer whose transmit stamp never arrives; Answer.gap_kernel and
 ClientHandshake.gap_kernel say which one a gap uses. The tests assert flowlatd's
 rtt_ns against these gaps and, separately, against dumpcap on the probed interface.
@@ -90,7 +89,7 @@ class Answer:
         """SYN arrival to the answer's departure as the responder recorded them: the
         kernel's receive and transmit stamps at the responder veth. Without a transmit
         stamp, the Python clock read just before send() (after it the GIL may go to the
-        woken client thread first), which is later than the packet by up to ~0.25 ms."""
+        woken client thread first), which has been seen up to ~0.25 ms off the packet."""
         if self.tx_kernel_ns is not None:
             return self.tx_kernel_ns - self.syn_rx_ns
         return None if self.tx_pre_ns is None else self.tx_pre_ns - self.syn_rx_ns
