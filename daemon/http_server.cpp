@@ -205,6 +205,7 @@ struct HttpServer::Impl : public CivetHandler {
     ServerOptions options;
     std::unique_ptr<CivetServer> server;
     std::vector<std::uint16_t> ports;
+    std::vector<in_addr> wake_hosts; // per port: where a connection reaches its listener
 
     using CivetHandler::handleGet;
     using CivetHandler::handleHead;
@@ -216,9 +217,10 @@ struct HttpServer::Impl : public CivetHandler {
     {
         const mg_request_info* request = mg_get_request_info(conn);
         const std::string_view uri = request->local_uri != nullptr ? request->local_uri : "";
+        bool streaming = false;
         try {
             if (uri == "/metrics") {
-                serve_metrics(conn);
+                serve_metrics(conn, streaming);
             } else if (uri == "/healthz") {
                 const Health health = options.health ? options.health() : Health{};
                 if (health.ok) {
@@ -233,12 +235,19 @@ struct HttpServer::Impl : public CivetHandler {
             }
         } catch (const std::exception& e) {
             spdlog::error("http: {} failed: {}", uri, e.what());
+            if (streaming) {
+                // The 200 and part of the body are gone; a second response would be read as
+                // body. Breaking the chunk framing makes the scraper fail this scrape
+                // instead of storing a truncated one.
+                mg_write(conn, "\r\nscrape-aborted\r\n", 18);
+                return true;
+            }
             send(conn, 500, "text/plain; charset=utf-8", std::string("internal error: ") + e.what() + "\n");
         }
         return true;
     }
 
-    void serve_metrics(mg_connection* conn)
+    void serve_metrics(mg_connection* conn, bool& streaming)
     {
         const mg_request_info* request = mg_get_request_info(conn);
         const char* accept = mg_get_header(conn, "Accept-Encoding");
@@ -257,6 +266,7 @@ struct HttpServer::Impl : public CivetHandler {
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
         if (!head) mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
         mg_response_header_send(conn);
+        streaming = !head;
         if (head || !options.metrics) {
             if (!head) mg_send_chunk(conn, "", 0);
             return;
@@ -338,6 +348,21 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     std::vector<mg_server_port> bound(impl->options.listen_addresses.size() + 4);
     const int n = mg_get_server_ports(impl->server->getContext(), static_cast<int>(bound.size()), bound.data());
     for (int i = 0; i < n; ++i) impl->ports.push_back(static_cast<std::uint16_t>(bound[static_cast<std::size_t>(i)].port));
+    // civetweb reports ports in the order of listening_ports; a wildcard is reached on loopback.
+    std::string_view rest = ports.value();
+    for (std::size_t i = 0; i < impl->ports.size(); ++i) {
+        const auto comma = std::min(rest.find(','), rest.size());
+        const std::string_view entry = rest.substr(0, comma);
+        rest.remove_prefix(std::min(comma + 1, rest.size()));
+        const auto colon = entry.rfind(':');
+        in_addr host{htonl(INADDR_LOOPBACK)};
+        if (colon != std::string_view::npos) {
+            const std::string literal(entry.substr(0, colon));
+            in_addr parsed{};
+            if (inet_pton(AF_INET, literal.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) host = parsed;
+        }
+        impl->wake_hosts.push_back(host);
+    }
     for (std::size_t i = 0; i < impl->ports.size(); ++i)
         spdlog::info("http: listening on {} (port {})", impl->options.listen_addresses[std::min(i, impl->options.listen_addresses.size() - 1)], impl->ports[i]);
     return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
@@ -348,14 +373,14 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 namespace {
 
 // Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
-void poke_listener(std::uint16_t port)
+void poke_listener(in_addr host, std::uint16_t port)
 {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return;
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_addr = host;
     (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
     ::close(fd);
 }
@@ -366,17 +391,27 @@ HttpServer::~HttpServer()
 {
     if (!impl_ || !impl_->server) return;
     // civetweb's master thread sees the stop flag only when its poll() returns, which it does
-    // every 2 s when idle; a connection wakes it at once, so SIGTERM stays well under 2 s.
-    std::atomic<bool> closed{false};
-    std::thread closer([&] {
-        impl_->server->close();
-        closed = true;
+    // every 2 s when idle; a connection to each listener wakes it at once.
+    auto closed = std::make_shared<std::atomic<bool>>(false);
+    Impl* impl = impl_.get();
+    std::thread closer([impl, closed] {
+        impl->server->close();
+        *closed = true;
     });
-    for (int attempt = 0; attempt < 60 && !closed; ++attempt) {
-        for (std::uint16_t port : impl_->ports) poke_listener(port);
+    for (int attempt = 0; attempt < 75 && !*closed; ++attempt) {
+        for (std::size_t i = 0; i < impl_->ports.size(); ++i) poke_listener(impl_->wake_hosts[i], impl_->ports[i]);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    closer.join();
+    if (*closed) {
+        closer.join();
+        return;
+    }
+    // A worker is still writing to a client that does not read (it would hold us for the
+    // request timeout). Shutdown must stay bounded, so the server is left to the closing
+    // thread and never freed: the process is about to exit.
+    spdlog::warn("http: a connection is still being served after 1.5 s; not waiting for it");
+    closer.detach();
+    (void)impl_.release();
 }
 
 const std::vector<std::uint16_t>& HttpServer::ports() const { return impl_->ports; }

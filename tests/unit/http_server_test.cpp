@@ -230,3 +230,58 @@ TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
     CHECK_FALSE(http::accepts_gzip("xgzip"));
     CHECK_FALSE(http::accepts_gzip(""));
 }
+
+namespace {
+
+// The raw bytes of one HTTP/1.1 exchange with `host`:`port` (Connection: close).
+std::string raw_get(const char* host, std::uint16_t port, const std::string& path)
+{
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    REQUIRE(inet_pton(AF_INET, host, &address.sin_addr) == 1);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+    std::string raw;
+    char buffer[4096];
+    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) raw.append(buffer, static_cast<std::size_t>(n));
+    close(fd);
+    return raw;
+}
+
+} // namespace
+
+TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback listener stops at once",
+          "[metrics][http]")
+{
+    http::ServerOptions options;
+    // Not 127.0.0.1: stopping must wake the listener where it is bound.
+    options.listen_addresses = {"127.0.0.2:0"};
+    options.metrics = [](const http::BodyWriter& write) {
+        write("flowlat_series 1\n");
+        throw std::runtime_error("renderer failed");
+    };
+    auto started = http::HttpServer::start(options);
+    REQUIRE(started.ok());
+    auto server = std::move(started).value();
+    const auto port = server->ports().at(0);
+
+    const std::string raw = raw_get("127.0.0.2", port, "/metrics");
+    CHECK(raw.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK_THAT(raw, Catch::Contains("flowlat_series 1\n"));
+    // No second status line inside the body, and no terminating chunk: the client sees a
+    // failed transfer, not a complete scrape.
+    CHECK(raw.find("HTTP/1.1", 1) == std::string::npos);
+    CHECK_THAT(raw, !Catch::EndsWith("0\r\n\r\n"));
+    CHECK_THAT(raw, Catch::Contains("scrape-aborted"));
+
+    const auto before = std::chrono::steady_clock::now();
+    server.reset();
+    const auto stop_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - before).count();
+    INFO("stop took " << stop_ms << " ms");
+    CHECK(stop_ms < 1900); // the daemon's SIGTERM budget is 2 s in all
+}
