@@ -16,9 +16,11 @@ Result<std::unique_ptr<LinkWatcher>> LinkWatcher::open()
     if (!watcher->socket_.valid()) return os_error("open rtnetlink socket");
     sockaddr_nl address{};
     address.nl_family = AF_NETLINK;
-    address.nl_groups = RTMGRP_LINK;
+    // Routes too: with the embedded default, the probed interfaces are those of the default
+    // route, which DHCP or a failover may add or move after the links came up.
+    address.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
     if (bind(watcher->socket_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
-        return os_error("subscribe to rtnetlink link events");
+        return os_error("subscribe to rtnetlink link and route events");
     return watcher;
 }
 
@@ -39,6 +41,12 @@ bool LinkWatcher::drain()
         for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(header, remaining);
              header = NLMSG_NEXT(header, remaining)) {
             if (header->nlmsg_type == RTM_NEWLINK || header->nlmsg_type == RTM_DELLINK) links_changed = true;
+            // Only default routes matter; a busy routing table must not cause a reconcile each.
+            if ((header->nlmsg_type == RTM_NEWROUTE || header->nlmsg_type == RTM_DELROUTE) &&
+                header->nlmsg_len >= NLMSG_LENGTH(sizeof(rtmsg))) {
+                const auto* route = static_cast<const rtmsg*>(NLMSG_DATA(header));
+                if (route->rtm_dst_len == 0 && route->rtm_table == RT_TABLE_MAIN) links_changed = true;
+            }
         }
     }
     return links_changed;

@@ -1,4 +1,5 @@
-// Tells the daemon when interfaces appear, vanish or change (rtnetlink RTMGRP_LINK).
+// Tells the daemon when interfaces appear, vanish or change, or a default route moves
+// (rtnetlink link and route groups).
 #pragma once
 
 #include "result.hpp"
@@ -12,7 +13,7 @@ class LinkWatcher {
 public:
     static Result<std::unique_ptr<LinkWatcher>> open();
     int fd() const { return socket_.get(); }
-    // Reads every queued notification; true when any concerned a link.
+    // Reads every queued notification; true when any concerned a link or a default route.
     bool drain();
 
 private:

@@ -26,6 +26,7 @@ is created: 1 and 200. A reload that changes web.listen_addresses moves the list
 old port is closed); one to a port that is taken fails (reload metric 0) and the previous
 listener serves again.
 """
+import os
 import re
 import signal
 import time
@@ -315,6 +316,44 @@ def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
     chk.check(not N.attachments(lab.client_ns, "nosuch0").flowlat(), "flowlat still attached to nosuch0 after exit")
 
 
+def daemon_default(chk: N.Checker, lab: N.Lab) -> None:
+    """The README's run command: no file, no flag. The embedded default probes the
+    interfaces of the default route and follows it as it comes, moves and goes."""
+    if os.path.exists("/etc/flowlatd/flowlatd.yaml"):
+        chk.note("/etc/flowlatd/flowlatd.yaml exists on this host: the embedded default is not what runs; skipped")
+        return
+    fl = H.Daemon(lab, None, listen=False, port=10435)
+    fl.wait_ready()
+    chk.check(fl.wait_log("<embedded default>", 0, 1) is not None,
+              f"a start without a file must say it runs on the embedded default:\n{fl.stderr_text()[-1000:]}")
+    r = fl.get("/healthz")
+    chk.check(r.status == 503, f"no default route yet: /healthz {r.status} {r.text!r}, want 503")
+
+    # A default route that appears after start (DHCP at boot) is followed without a reload.
+    N.run(["ip", "-n", lab.client_ns, "route", "add", "default", "dev", lab.client_if])
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface=lab.client_if) == 1, 5,
+                        "default route added")
+    chk.check(m.value("flowlat_probe_attached", default=0, interface=lab.client_if) == 1,
+              f"default route via {lab.client_if} added: flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    chk.check(fl.get("/healthz").status == 200, "default route present: /healthz is not 200")
+    drive(chk, lab, 2)
+    m = fl.wait_metrics(lambda m: completed(m, H.GROUP_V4, lab.client_if) == 2, 3, "handshakes on the default route")
+    chk.check(completed(m, H.GROUP_V4, lab.client_if) == 2,
+              f"2 handshakes over the default route's interface: counted {completed(m, H.GROUP_V4, lab.client_if)}")
+
+    # The route goes: the probe is detached and its series stay.
+    N.run(["ip", "-n", lab.client_ns, "route", "del", "default", "dev", lab.client_if])
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=1, interface=lab.client_if) == 0, 5,
+                        "default route removed")
+    chk.check(m.value("flowlat_probe_attached", default=1, interface=lab.client_if) == 0,
+              f"default route removed: flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    chk.check(completed(m, H.GROUP_V4, lab.client_if) == 2, "the series must stay after the route went away")
+    chk.check(not N.attachments(lab.client_ns, lab.client_if).flowlat(),
+              "flowlat still attached after the default route went away")
+    rc, took = fl.terminate_timed(signal.SIGTERM)
+    chk.check(rc == 0 and took < SHUTDOWN_LIMIT, f"embedded default: SIGTERM gave {rc} after {took:.2f}s")
+
+
 def body() -> None:
     chk = N.Checker("test_daemon_lifecycle")
     lab = N.Lab("dlife")
@@ -323,6 +362,7 @@ def body() -> None:
     daemon_one(chk, lab)
     config_check(chk, lab)
     daemon_two(chk, lab)
+    daemon_default(chk, lab)
     chk.finish()
 
 
