@@ -13,88 +13,137 @@
 #include <cstdarg>
 #include <cstdio>
 #include <deque>
-#include <mutex>
+#include <string_view>
 #include <vector>
 
 namespace flowlat::probe {
 
 namespace {
 
-// libbpf reports the verifier log line by line through its print callback; keep the tail.
-std::mutex log_mutex;
-std::deque<std::string>* capture = nullptr;
-constexpr std::size_t verifier_tail_lines = 25;
+// The capture of the load running on this thread, if any. libbpf calls its print callback on
+// the thread that made the libbpf call, so a load never captures another thread's messages.
+thread_local LogCapture* active_capture = nullptr;
 thread_local int quiet_depth = 0;
+
+constexpr std::string_view begin_marker = "-- BEGIN PROG LOAD LOG --";
+constexpr std::string_view end_marker = "-- END PROG LOAD LOG --";
+
+// Calls fn for each non-empty line of text, without the "libbpf: " prefix libbpf puts on its own.
+template <typename Fn>
+void for_each_line(std::string_view text, Fn&& fn)
+{
+    while (!text.empty()) {
+        const std::size_t newline = text.find('\n');
+        std::string_view line = text.substr(0, newline);
+        text = newline == std::string_view::npos ? std::string_view{} : text.substr(newline + 1);
+        if (line.starts_with("libbpf: ")) line.remove_prefix(8);
+        if (!line.empty()) fn(line);
+    }
+}
+
+void keep(std::deque<std::string>& lines, std::string_view line)
+{
+    lines.emplace_back(line);
+    if (lines.size() > LogCapture::kept_lines) lines.pop_front();
+}
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args)
 {
-    char buffer[1024];
-    const int n = std::vsnprintf(buffer, sizeof(buffer), format, args);
+    // One message may be the whole verifier log (megabytes): size the buffer to fit.
+    va_list sizing;
+    va_copy(sizing, args);
+    const int n = std::vsnprintf(nullptr, 0, format, sizing);
+    va_end(sizing);
     if (n <= 0) return 0;
-    std::string line(buffer, std::min<std::size_t>(static_cast<std::size_t>(n), sizeof(buffer) - 1));
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    {
-        std::lock_guard lock(log_mutex);
-        if (capture != nullptr) {
-            capture->push_back(line);
-            if (capture->size() > 400) capture->pop_front();
+    std::vector<char> buffer(static_cast<std::size_t>(n) + 1);
+    std::vsnprintf(buffer.data(), buffer.size(), format, args);
+    const std::string_view message(buffer.data(), static_cast<std::size_t>(n));
+
+    if (level == LIBBPF_WARN && active_capture != nullptr) {
+        active_capture->add(true, message);
+        for_each_line(message, [](std::string_view line) { spdlog::debug("libbpf: {}", line); });
+        return n;
+    }
+    for_each_line(message, [level](std::string_view line) {
+        switch (level) {
+        case LIBBPF_WARN:
+            if (quiet_depth > 0)
+                spdlog::debug("libbpf: {}", line);
+            else
+                spdlog::warn("libbpf: {}", line);
+            break;
+        case LIBBPF_INFO: spdlog::debug("libbpf: {}", line); break;
+        case LIBBPF_DEBUG: spdlog::trace("libbpf: {}", line); break;
         }
-    }
-    switch (level) {
-    case LIBBPF_WARN:
-        if (quiet_depth > 0)
-            spdlog::debug("libbpf: {}", line);
-        else
-            spdlog::warn("libbpf: {}", line);
-        break;
-    case LIBBPF_INFO: spdlog::debug("libbpf: {}", line); break;
-    case LIBBPF_DEBUG: spdlog::trace("libbpf: {}", line); break;
-    }
+    });
     return n;
 }
 
-class LogCapture {
-public:
-    LogCapture()
-    {
-        std::lock_guard lock(log_mutex);
-        capture = &lines_;
-    }
-    ~LogCapture()
-    {
-        std::lock_guard lock(log_mutex);
-        capture = nullptr;
-    }
-    LogCapture(const LogCapture&) = delete;
-    LogCapture& operator=(const LogCapture&) = delete;
-
-    std::string tail() const
-    {
-        std::lock_guard lock(log_mutex);
-        // The verifier's own lines sit between libbpf's BEGIN/END markers; fall back to everything.
-        std::vector<std::string> relevant;
-        bool inside = false;
-        for (const auto& line : lines_) {
-            if (line.find("BEGIN PROG LOAD LOG") != std::string::npos) {
-                inside = true;
-                relevant.clear();
-                continue;
-            }
-            if (line.find("END PROG LOAD LOG") != std::string::npos) inside = false;
-            if (inside) relevant.push_back(line);
-        }
-        if (relevant.empty()) relevant.assign(lines_.begin(), lines_.end());
-        std::string text;
-        const std::size_t first = relevant.size() > verifier_tail_lines ? relevant.size() - verifier_tail_lines : 0;
-        for (std::size_t i = first; i < relevant.size(); ++i) text += relevant[i] + "\n";
-        return text;
-    }
-
-private:
-    std::deque<std::string> lines_;
-};
-
 } // namespace
+
+LogCapture::LogCapture() : previous_(active_capture)
+{
+    active_capture = this;
+}
+
+LogCapture::~LogCapture()
+{
+    active_capture = previous_;
+}
+
+void LogCapture::add(bool warning, std::string_view message)
+{
+    for_each_line(message, [&](std::string_view line) {
+        if (const std::size_t at = line.find(begin_marker); at != std::string_view::npos) {
+            // "prog 'flowlat_ingress': -- BEGIN PROG LOAD LOG --"; libbpf stops at the first
+            // rejected program, but if it did not, the last log is the one to show.
+            verifier_seen_ = true;
+            inside_verifier_log_ = true;
+            verifier_.clear();
+            verifier_count_ = 0;
+            program_.clear();
+            if (const std::size_t open = line.find("prog '"); open < at) {
+                const std::size_t name = open + 6;
+                const std::size_t close = line.find('\'', name);
+                if (close != std::string_view::npos && close < at) program_ = line.substr(name, close - name);
+            }
+            return;
+        }
+        if (const std::size_t at = line.find(end_marker); at != std::string_view::npos) {
+            // A log without a final newline puts its last line in front of the marker.
+            if (inside_verifier_log_ && at > 0) {
+                keep(verifier_, line.substr(0, at));
+                ++verifier_count_;
+            }
+            inside_verifier_log_ = false;
+            return;
+        }
+        if (inside_verifier_log_) {
+            keep(verifier_, line);
+            ++verifier_count_;
+        } else if (warning) {
+            keep(warnings_, line);
+            ++warning_count_;
+        }
+    });
+}
+
+LogTail LogCapture::tail(std::size_t max_lines) const
+{
+    const std::deque<std::string>& source = verifier_seen_ ? verifier_ : warnings_;
+    LogTail tail;
+    tail.verifier_log = verifier_seen_;
+    tail.program = verifier_seen_ ? program_ : std::string{};
+    tail.total_lines = verifier_seen_ ? verifier_count_ : warning_count_;
+    const std::size_t first = source.size() > max_lines ? source.size() - max_lines : 0;
+    tail.lines.assign(source.begin() + static_cast<std::ptrdiff_t>(first), source.end());
+    return tail;
+}
+
+void LogCapture::replay_warnings() const
+{
+    for (const auto& line : warnings_) spdlog::warn("libbpf: {}", line);
+}
 
 QuietLibbpf::QuietLibbpf()
 {
@@ -137,26 +186,37 @@ std::string missing_capabilities()
 
 Result<std::unique_ptr<Probe>> Probe::load(const ProbeOptions& options, LoadError* load_error)
 {
-    auto fail = [&](std::string message, int err, std::string log_tail = {}) -> Error {
-        if (load_error != nullptr) *load_error = LoadError{message, std::move(log_tail)};
-        return os_error(std::move(message), err);
+    // libbpf's warnings are kept, not printed: a failure is reported once, by the caller, with
+    // the log's tail (a rejected program's verifier log alone can be thousands of lines).
+    LogCapture log;
+    // what: the operation, as Error carries it; headline: the same, as the start of the one line.
+    auto fail = [&](std::string what, std::string headline, int err) -> Error {
+        if (load_error != nullptr) *load_error = LoadError{std::move(headline), err, log.tail()};
+        return os_error(std::move(what), err);
     };
 
-    LogCapture log;
     ::flowlat_probe* skeleton = flowlat_probe__open();
-    if (skeleton == nullptr) return fail("open the embedded BPF object", errno);
+    if (skeleton == nullptr) return fail("open the embedded BPF object", "opening the embedded BPF object", errno);
     std::unique_ptr<::flowlat_probe, void (*)(::flowlat_probe*)> guard(skeleton, flowlat_probe__destroy);
 
     skeleton->rodata->handshake_timeout_ns = options.handshake_timeout_ns;
     skeleton->rodata->ring_wakeup_bytes = options.ring_wakeup_bytes;
-    if (int err = bpf_map__set_max_entries(skeleton->maps.flows, options.flow_table_size))
-        return fail("set flow table size to " + std::to_string(options.flow_table_size), -err);
-    if (int err = bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_size))
-        return fail("set ring buffer size to " + std::to_string(options.ring_buffer_size), -err);
+    if (int err = bpf_map__set_max_entries(skeleton->maps.flows, options.flow_table_size)) {
+        const std::string what = "set flow table size to " + std::to_string(options.flow_table_size);
+        return fail(what, "setting the flow table size to " + std::to_string(options.flow_table_size), -err);
+    }
+    if (int err = bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_size)) {
+        const std::string what = "set ring buffer size to " + std::to_string(options.ring_buffer_size);
+        return fail(what, "setting the ring buffer size to " + std::to_string(options.ring_buffer_size), -err);
+    }
 
-    if (int err = flowlat_probe__load(skeleton))
-        return fail("load the BPF probe into the kernel", -err, log.tail());
+    if (int err = flowlat_probe__load(skeleton)) {
+        const std::string program = log.tail().program;
+        return fail("load the BPF probe into the kernel",
+                    program.empty() ? "loading the BPF program" : "loading the BPF program " + program, -err);
+    }
 
+    log.replay_warnings();
     guard.release();
     return std::unique_ptr<Probe>(new Probe(skeleton, options));
 }

@@ -6,8 +6,11 @@
 #include "result.hpp"
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 struct flowlat_probe; // the bpftool skeleton (flowlat_probe.skel.h), kept out of this header
 
@@ -32,10 +35,49 @@ struct ProbeCounters {
     std::uint64_t handshakes_aborted{0};
 };
 
-// Raised to the caller as the one line flowlatd prints before exiting 2.
+// The end of what libbpf said while a load ran: the verifier log's last lines when the kernel
+// rejected a program, else libbpf's last warnings.
+struct LogTail {
+    bool verifier_log{false}; // lines are the verifier's (between libbpf's PROG LOAD LOG markers)
+    std::string program;      // the rejected program, when the verifier log names it
+    std::vector<std::string> lines;
+    std::size_t total_lines{0}; // lines in the whole log; lines holds the last of them
+};
+
+// Raised to the caller as the one line flowlatd prints before exiting 2 (plus the log's tail).
 struct LoadError {
-    std::string message;
-    std::string verifier_log_tail; // empty unless the kernel rejected the program
+    std::string what; // what failed, e.g. "loading the BPF program failed"
+    int errno_value{0};
+    LogTail log;
+};
+
+// While alive, libbpf's messages on this thread are kept here instead of being printed, so a
+// failed load is reported once, with the tail, and not as hundreds of warning lines.
+class LogCapture {
+public:
+    static constexpr std::size_t kept_lines = 200;
+
+    LogCapture();
+    ~LogCapture();
+    LogCapture(const LogCapture&) = delete;
+    LogCapture& operator=(const LogCapture&) = delete;
+
+    // One libbpf message; it may hold many lines (libbpf hands over the whole verifier log at once).
+    void add(bool warning, std::string_view message);
+    // At most max_lines of the verifier log if there was one, else of the warnings.
+    LogTail tail(std::size_t max_lines = 25) const;
+    // Logs the kept warnings at warning level (a load that succeeded may still have warned).
+    void replay_warnings() const;
+
+private:
+    LogCapture* previous_;
+    std::deque<std::string> warnings_;
+    std::size_t warning_count_{0};
+    std::deque<std::string> verifier_;
+    std::size_t verifier_count_{0};
+    bool verifier_seen_{false};
+    bool inside_verifier_log_{false};
+    std::string program_;
 };
 
 class Probe {

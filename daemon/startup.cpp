@@ -1,6 +1,7 @@
 #include "startup.hpp"
 
 #include <cstdio>
+#include <cstring>
 
 namespace flowlat::startup {
 
@@ -16,7 +17,9 @@ std::unique_ptr<probe::ProbeSession> load_probe(const probe::ProbeOptions& optio
     probe::LoadError load_error;
     auto session = probe::ProbeSession::start(options, loop, std::move(sink), &load_error);
     if (!session) {
-        *failure = {"flowlatd: cannot " + session.error().message(), load_error.verifier_log_tail};
+        // A load failure carries its log; a failure after the load (ring reader, timers) does not.
+        *failure = !load_error.what.empty() ? load_failure(load_error)
+                                            : Failure{"flowlatd: cannot " + session.error().message(), ""};
         return nullptr;
     }
     return std::move(session).value();
@@ -45,10 +48,24 @@ bool resolve_interfaces(const std::vector<std::string>& patterns, std::vector<in
     return true;
 }
 
+Failure load_failure(const probe::LoadError& error)
+{
+    Failure failure;
+    failure.line = "flowlatd: " + error.what + " failed";
+    if (error.errno_value != 0) failure.line += ": " + std::string(std::strerror(error.errno_value));
+    const probe::LogTail& log = error.log;
+    if (log.lines.empty()) return failure;
+    failure.line += log.verifier_log ? "; verifier log (last " : "; libbpf said (last ";
+    failure.line += std::to_string(log.lines.size());
+    if (log.total_lines > log.lines.size()) failure.line += " of " + std::to_string(log.total_lines);
+    failure.line += log.lines.size() == 1 ? " line):" : " lines):";
+    for (const auto& line : log.lines) failure.detail += "    " + line + "\n";
+    return failure;
+}
+
 void report(const Failure& failure)
 {
-    std::fprintf(stderr, "%s\n", failure.line.c_str());
-    if (!failure.detail.empty()) std::fprintf(stderr, "verifier log (tail):\n%s", failure.detail.c_str());
+    std::fprintf(stderr, "%s\n%s", failure.line.c_str(), failure.detail.c_str());
 }
 
 } // namespace flowlat::startup

@@ -9,11 +9,16 @@
 
 namespace flowlat::startup {
 
-// A start-up failure: the one line to print before exiting 2, and any detail (verifier log).
+// A start-up failure: the one line to print before exiting 2, and any detail (the verifier
+// log's tail, each line indented so the error line stays the only one that is not).
 struct Failure {
     std::string line;
     std::string detail;
 };
+
+// "flowlatd: loading the BPF program flowlat_ingress failed: Permission denied; verifier log
+// (last 25 of 812 lines):" and the indented tail.
+Failure load_failure(const probe::LoadError& error);
 
 // Checks capabilities, then loads the probe. Fills *failure and returns null on error.
 std::unique_ptr<probe::ProbeSession> load_probe(const probe::ProbeOptions& options, EventLoop& loop,

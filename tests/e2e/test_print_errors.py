@@ -9,8 +9,13 @@ Every run happens inside the test's client namespace, so nothing outside is touc
       only one of them                          -> names that one
     (CAP_SYS_ADMIN is dropped as well, because it would stand in for CAP_BPF/CAP_PERFMON.)
   * --print=xml, --handshake-timeout=abc, --handshake-timeout=0s -> name the option
-After each run no flowlat program may be attached to flc0. A BPF load failure is not
-provoked here: the only knob that could (a memory cgroup) belongs to the machine.
+  * a real BPF load failure: flowlatd in a new user namespace (unshare -Ur) holds every
+    capability there, so it gets past the capability check, but the kernel refuses bpf()
+    outside the initial namespace (EPERM) -> exit 2, ONE unindented line that says loading
+    the BPF program failed and why, then libbpf's tail, indented; none of libbpf's lines as
+    log records of their own. (A verifier rejection cannot be provoked without changing the
+    program; tests/unit/probe_log_test.cpp checks the verifier-log tail with synthetic logs.)
+After each run no flowlat program may be attached to flc0.
 """
 import time
 
@@ -67,7 +72,36 @@ def body() -> None:
     # little; the three single-capability messages must at least differ from each other.
     chk.check(len(set(single_cap_messages.values())) == len(single_cap_messages),
               f"the missing-capability messages do not say which one is missing: {single_cap_messages}")
+    check_load_failure(chk, lab)
     chk.finish()
+
+
+def check_load_failure(chk: N.Checker, lab: N.Lab) -> None:
+    flc0 = lab.client_if
+    cmd = lab.exec_cmd(lab.client_ns, ["unshare", "--user", "--map-root-user", "--",
+                                       N.flowlatd_path(), "--interface", flc0, "--print=json"])
+    try:
+        proc = N.run(cmd, check=False, timeout=15)
+    except Exception as exc:
+        chk.check(False, f"BPF load failure: did not exit within 15 s ({exc})")
+        return
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    N.log(f"BPF load failure: rc={proc.returncode}, stderr={lines}")
+    chk.check(proc.returncode == 2, f"BPF load failure: exit code {proc.returncode}, want 2 (stderr: {lines})")
+    heads = [l for l in lines if not l[0].isspace()]
+    if chk.check(len(heads) == 1, f"BPF load failure: want one unindented stderr line (then the indented "
+                                  f"log tail), got {len(heads)}: {lines}"):
+        head = heads[0]
+        chk.check(lines[0] == head and head.startswith("flowlatd: loading the BPF program")
+                  and "failed: Operation not permitted" in head,
+                  f"BPF load failure: the first line must say loading the BPF program failed and why: {head!r}")
+        chk.check(head.endswith(":") and len(lines) > 1,
+                  f"BPF load failure: the line must announce libbpf's tail, and the tail follow: {lines}")
+    chk.check(not any("libbpf:" in l for l in lines),
+              f"BPF load failure: libbpf's lines were logged on their own as well: {lines}")
+    chk.check(proc.stdout.strip() == "", f"BPF load failure: unexpected stdout {proc.stdout!r}")
+    left = N.attachments(lab.client_ns, flc0).flowlat()
+    chk.check(not left, f"BPF load failure: flowlat left attached to {flc0}: {left}")
 
 
 if __name__ == "__main__":
