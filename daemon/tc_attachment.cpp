@@ -1,22 +1,28 @@
 #include "tc_attachment.hpp"
 
 #include "probe.hpp"
+#include "tc_filter_query.hpp"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
-#include <array>
+#include <algorithm>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <string_view>
 #include <cstring>
+#include <utility>
+#include <optional>
 #include <tuple>
+#include <vector>
 
 namespace flowlat::probe {
 
@@ -32,18 +38,48 @@ constexpr int attach_tcx_egress = 47;
 constexpr __u32 clsact_handle = 0xf10a;
 constexpr __u32 clsact_priority = 1;
 
-bool is_flowlat_program_id(__u32 program_id)
+// The names of the probe's four programs (both link layers). Reading our own fds needs no privilege.
+std::vector<std::string> program_names(const Probe& probe)
 {
-    const int fd = bpf_prog_get_fd_by_id(program_id);
-    if (fd < 0) return false;
-    bpf_prog_info info{};
-    __u32 length = sizeof(info);
-    // flowlat_ingress, flowlat_egress and their raw-IP twins flowlat_ingr_ip, flowlat_egr_ip.
-    const bool ours = bpf_obj_get_info_by_fd(fd, &info, &length) == 0 &&
-                      std::strncmp(info.name, "flowlat_", 8) == 0 &&
-                      (std::strstr(info.name, "gress") != nullptr || std::strstr(info.name, "_ip") != nullptr);
-    ::close(fd);
-    return ours;
+    std::vector<std::string> names;
+    for (LinkLayer link : {LinkLayer::ethernet, LinkLayer::raw_ip})
+        for (int fd : {probe.ingress_program_fd(link), probe.egress_program_fd(link)}) {
+            bpf_prog_info info{};
+            __u32 length = sizeof(info);
+            if (bpf_obj_get_info_by_fd(fd, &info, &length) == 0) names.emplace_back(info.name);
+        }
+    return names;
+}
+
+bool is_flowlat_filter(const ClsBpfFilter& filter, const std::vector<std::string>& names)
+{
+    return std::find(names.begin(), names.end(), program_name_of(filter.name)) != names.end();
+}
+
+// What sits in flowlatd's slot of one hook; an error only when rtnetlink itself fails.
+Result<std::optional<ClsBpfFilter>> query_slot(unsigned ifindex, bpf_tc_attach_point point)
+{
+    return query_cls_bpf_filter(ifindex, point == BPF_TC_INGRESS, clsact_handle, clsact_priority);
+}
+
+// The interface's liveness lock: see TcAttachment in the header.
+Result<UniqueFd> lock_interface(const std::string& interface, unsigned ifindex)
+{
+    const std::string name = "flowlatd/attach/" + std::to_string(ifindex);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return os_error("attach to " + interface + ": open a socket for the lock @" + name);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path + 1, name.data(), name.size()); // sun_path[0] == 0: abstract
+    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+        if (errno == EADDRINUSE)
+            return Error{"attach to " + interface + ": another flowlatd process is already attached there (it holds @" +
+                             name + ")",
+                         EBUSY};
+        return os_error("attach to " + interface + ": bind the lock @" + name);
+    }
+    return fd;
 }
 
 bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point point)
@@ -63,20 +99,6 @@ bpf_tc_opts make_opts(int program_fd = 0)
     opts.priority = clsact_priority;
     opts.prog_fd = program_fd;
     return opts;
-}
-
-// Another live flowlatd already holds a TCX link here: two probes would double-count.
-int count_flowlat_tcx_programs(unsigned ifindex, int attach_type)
-{
-    std::array<__u32, 64> ids{};
-    __u32 count = ids.size();
-    __u32 flags = 0;
-    if (bpf_prog_query(static_cast<int>(ifindex), static_cast<bpf_attach_type>(attach_type), 0, &flags,
-                       ids.data(), &count) != 0)
-        return 0;
-    int ours = 0;
-    for (__u32 i = 0; i < count && i < ids.size(); ++i) ours += is_flowlat_program_id(ids[i]) ? 1 : 0;
-    return ours;
 }
 
 } // namespace
@@ -114,15 +136,14 @@ std::string_view to_string(AttachMode mode)
     return mode == AttachMode::tcx ? "tcx" : "clsact";
 }
 
-int remove_stale_clsact_filters(unsigned ifindex)
+int remove_stale_clsact_filters(const Probe& probe, unsigned ifindex)
 {
-    QuietLibbpf quiet;
+    const auto names = program_names(probe);
     int removed = 0;
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+        auto slot = query_slot(ifindex, point);
+        if (!slot || !slot.value() || !is_flowlat_filter(*slot.value(), names)) continue;
         bpf_tc_hook hook = make_hook(ifindex, point);
-        bpf_tc_opts query = make_opts();
-        if (bpf_tc_query(&hook, &query) != 0) continue; // no clsact, or nothing in our slot
-        if (!is_flowlat_program_id(query.prog_id)) continue;
         bpf_tc_opts detach = make_opts();
         if (bpf_tc_detach(&hook, &detach) == 0) ++removed;
     }
@@ -134,29 +155,28 @@ Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, c
 {
     auto link = link_layer_of(interface);
     if (!link) return link.error();
+    auto lock = lock_interface(interface, ifindex);
+    if (!lock) return lock.error();
     std::unique_ptr<TcAttachment> attachment(new TcAttachment(interface, ifindex));
     attachment->link_ = link.value();
-    if (int removed = remove_stale_clsact_filters(ifindex); removed > 0)
-        spdlog::warn("{}: removed {} clsact filter(s) left by an earlier flowlatd", interface, removed);
-
-    if (count_flowlat_tcx_programs(ifindex, attach_tcx_ingress) > 0 ||
-        count_flowlat_tcx_programs(ifindex, attach_tcx_egress) > 0)
-        return Error{"attach to " + interface + ": another flowlatd process is already attached there", EBUSY};
+    attachment->lock_ = std::move(lock).value();
 
     // FLOWLATD_ATTACH_MODE=clsact forces the fallback path, e.g. to share hooks with tc tooling
     // or to test it on a kernel that has TCX.
     const char* forced = std::getenv("FLOWLATD_ATTACH_MODE");
-    if (forced != nullptr && std::string_view(forced) == "clsact") {
-        Status clsact = attachment->attach_clsact(probe);
-        if (!clsact) return clsact.error();
-        return attachment;
+    if (forced == nullptr || std::string_view(forced) != "clsact") {
+        Status tcx = attachment->attach_tcx(probe);
+        if (tcx) {
+            // A killed instance that ran in clsact mode may have left filters: probe once, not twice.
+            if (int removed = remove_stale_clsact_filters(probe, ifindex); removed > 0)
+                spdlog::warn("{}: removed {} clsact filter(s) left by an earlier flowlatd", interface, removed);
+            return attachment;
+        }
+        if (tcx.error().errno_value != EINVAL && tcx.error().errno_value != EOPNOTSUPP)
+            return tcx.error();
+        spdlog::info("{}: TCX not supported by this kernel ({}); using a clsact filter", interface,
+                     tcx.error().message());
     }
-    Status tcx = attachment->attach_tcx(probe);
-    if (tcx) return attachment;
-    if (tcx.error().errno_value != EINVAL && tcx.error().errno_value != EOPNOTSUPP)
-        return tcx.error();
-    spdlog::info("{}: TCX not supported by this kernel ({}); using a clsact filter", interface,
-                 tcx.error().message());
     Status clsact = attachment->attach_clsact(probe);
     if (!clsact) return clsact.error();
     return attachment;
@@ -194,47 +214,70 @@ Status TcAttachment::attach_clsact(const Probe& probe)
     struct Hook {
         bpf_tc_attach_point point;
         int program_fd;
-        bool* attached;
+        __u32* program_id;
         const char* name;
     };
-    for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(link_), &ingress_filter_, "ingress"},
-                   Hook{BPF_TC_EGRESS, probe.egress_program_fd(link_), &egress_filter_, "egress"}}) {
-        bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
-        bpf_tc_opts query = make_opts();
-        int queried = 0;
-        {
-            QuietLibbpf quiet; // "not found" is the usual answer
-            queried = bpf_tc_query(&point_hook, &query);
-        }
-        if (queried == 0 && !is_flowlat_program_id(query.prog_id)) {
+    const auto names = program_names(probe);
+    int replaced = 0;
+    for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(link_), &ingress_program_id_, "ingress"},
+                   Hook{BPF_TC_EGRESS, probe.egress_program_fd(link_), &egress_program_id_, "egress"}}) {
+        auto slot = query_slot(ifindex_, h.point);
+        if (!slot) {
             detach_clsact();
-            return Error{"attach to " + interface_ + " " + h.name +
-                             ": clsact handle 0xf10a priority 1 is held by another program",
-                         EBUSY};
+            return Error{"attach to " + interface_ + " " + h.name + ": " + slot.error().what,
+                         slot.error().errno_value};
         }
+        // We hold the interface's lock, so a flowlatd filter here is a killed instance's: replace
+        // it in place (no moment without a probe). Anything else in our slot is not ours to touch.
+        if (const auto& held = slot.value(); held) {
+            if (!is_flowlat_filter(*held, names)) {
+                detach_clsact();
+                return Error{"attach to " + interface_ + " " + h.name +
+                                 ": clsact handle 0xf10a priority 1 is held by another program (" +
+                                 (held->name.empty() ? "id " + std::to_string(held->program_id) : held->name) + ")",
+                             EBUSY};
+            }
+            ++replaced;
+        }
+        bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
         bpf_tc_opts opts = make_opts(h.program_fd);
         opts.flags = BPF_TC_F_REPLACE;
         if (int err = bpf_tc_attach(&point_hook, &opts); err != 0) {
             detach_clsact();
             return os_error("attach to " + interface_ + " " + h.name + " (clsact)", -err);
         }
-        *h.attached = true;
+        *h.program_id = opts.prog_id;
     }
+    if (replaced > 0)
+        spdlog::warn("{}: replaced {} clsact filter(s) left by an earlier flowlatd", interface_, replaced);
     return Ok{};
 }
 
 void TcAttachment::detach_clsact()
 {
-    for (auto [point, attached, name] : {std::tuple{BPF_TC_INGRESS, &ingress_filter_, "ingress"},
-                                         std::tuple{BPF_TC_EGRESS, &egress_filter_, "egress"}}) {
-        if (!*attached) continue;
+    for (auto [point, program_id, name] : {std::tuple{BPF_TC_INGRESS, &ingress_program_id_, "ingress"},
+                                           std::tuple{BPF_TC_EGRESS, &egress_program_id_, "egress"}}) {
+        if (*program_id == 0) continue;
+        const __u32 ours = std::exchange(*program_id, 0);
+        // Delete only our own filter: if someone replaced it meanwhile, theirs stays.
+        auto slot = query_slot(ifindex_, point);
+        if (!slot) {
+            // ENODEV: the interface (and with it the filter) is already gone.
+            if (slot.error().errno_value != ENODEV)
+                spdlog::warn("{}: detach {} filter: {}", interface_, name, slot.error().message());
+            continue;
+        }
+        if (!slot.value()) continue; // already gone
+        if (slot.value()->program_id != ours) {
+            spdlog::warn("{}: the {} filter at handle 0xf10a priority 1 now runs program {} ({}), not ours ({}); "
+                         "leaving it",
+                         interface_, name, slot.value()->program_id, slot.value()->name, ours);
+            continue;
+        }
         bpf_tc_hook hook = make_hook(ifindex_, point);
         bpf_tc_opts opts = make_opts();
-        // ENODEV/ENOENT: the interface (and with it the filter) is already gone.
-        if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENODEV && err != -ENOENT &&
-                                                    err != -EINVAL)
+        if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENODEV && err != -ENOENT && err != -EINVAL)
             spdlog::warn("{}: detach {} filter: {}", interface_, name, std::strerror(-err));
-        *attached = false;
     }
 }
 
@@ -244,6 +287,7 @@ TcAttachment::~TcAttachment()
     ingress_link_.reset();
     egress_link_.reset();
     detach_clsact();
+    // lock_ is released last, by its member destructor, once nothing of ours is attached.
 }
 
 } // namespace flowlat::probe

@@ -6,6 +6,8 @@
 #include "result.hpp"
 #include "unique_fd.hpp"
 
+#include <linux/types.h>
+
 #include <memory>
 #include <string>
 
@@ -14,6 +16,12 @@ namespace flowlat::probe {
 enum class AttachMode { tcx, clsact };
 
 // Owns both hooks of one interface. Destruction detaches exactly what it attached.
+//
+// One flowlatd per interface: attaching first takes the interface's liveness lock, an abstract
+// AF_UNIX socket "@flowlatd/attach/<ifindex>" (abstract names are per network namespace, like
+// ifindexes). The kernel releases it when the process dies, however it dies, so a held lock means
+// a live flowlatd probes the interface and the attach fails with EBUSY, in either mode; a free
+// lock means any flowlatd filter in the clsact slot was left by a killed instance and is replaced.
 class TcAttachment {
 public:
     static Result<std::unique_ptr<TcAttachment>> attach(const Probe& probe, const std::string& interface,
@@ -37,10 +45,11 @@ private:
     unsigned ifindex_;
     AttachMode mode_{AttachMode::tcx};
     LinkLayer link_{LinkLayer::ethernet};
+    UniqueFd lock_; // declared before the hooks, so it is released after they are detached
     UniqueFd ingress_link_;
     UniqueFd egress_link_;
-    bool ingress_filter_{false};
-    bool egress_filter_{false};
+    __u32 ingress_program_id_{0}; // clsact: the program id our filter runs; 0 when not attached
+    __u32 egress_program_id_{0};
 };
 
 std::string_view to_string(AttachMode mode);
@@ -48,8 +57,10 @@ std::string_view to_string(AttachMode mode);
 // Ethernet or raw IP, from the device's ARPHRD type; other link types are refused.
 Result<LinkLayer> link_layer_of(const std::string& interface);
 
-// Removes clsact filters that a killed earlier flowlatd left at flowlatd's handle and priority.
+// Removes the clsact filters in flowlatd's slot (handle 0xf10a, priority 1) that run one of the
+// probe's programs, recognised by name over rtnetlink (no CAP_SYS_ADMIN needed). Only for a
+// caller that holds the interface's lock: then such filters belong to a killed instance.
 // Filters of other programs are never touched. Returns how many were removed.
-int remove_stale_clsact_filters(unsigned ifindex);
+int remove_stale_clsact_filters(const Probe& probe, unsigned ifindex);
 
 } // namespace flowlat::probe
