@@ -128,6 +128,10 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
     for (const auto& event : events) {
         auto key = policy_.classify(event);
         if (key.peer_kind == labels::PeerKind::group) key.group = group_ids_[key.group];
+        if (!interface_redirects_.empty()) {
+            if (const auto it = interface_redirects_.find(key.ifindex); it != interface_redirects_.end())
+                key.ifindex = it->second;
+        }
         const auto slot = find_or_create(key);
         auto& series = slots_[slot];
         std::uint64_t* buckets = buckets_.data() + slot * stride;
@@ -165,11 +169,19 @@ std::size_t Aggregator::expire(std::uint64_t now_ns)
     return removed;
 }
 
-void Aggregator::move_interface(std::uint32_t from, std::uint32_t to)
+void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redirect)
 {
     if (from == to) return;
     const std::size_t stride = 2 * (bounds_.size() + 1);
     std::lock_guard lock(mutex_);
+    interface_redirects_.erase(to); // `to` is live: its own events stay
+    if (redirect) {
+        for (auto& [source, target] : interface_redirects_)
+            if (target == from) target = to;
+        interface_redirects_[from] = to;
+    } else {
+        interface_redirects_.erase(from);
+    }
     for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
         if (!live_[slot] || slots_[slot].key.ifindex != from) continue;
         index_.erase(slots_[slot].key);

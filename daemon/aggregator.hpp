@@ -69,8 +69,9 @@ public:
     std::size_t expire(std::uint64_t now_ns);
 
     // Moves every series of interface key `from` to `to`, adding its counts to a series
-    // that already has the same labels there (see InterfaceNames::set).
-    void move_interface(std::uint32_t from, std::uint32_t to);
+    // that already has the same labels there; with `redirect`, later events of `from` are
+    // counted under `to` (see InterfaceNames::set).
+    void move_interface(std::uint32_t from, std::uint32_t to, bool redirect);
 
     // Reload. Existing series keep their counts; new events are classified by `policy`.
     void set_policy(labels::LabelPolicy policy);
@@ -102,6 +103,7 @@ private:
     std::vector<std::uint32_t> free_slots_;
     std::vector<std::uint64_t> buckets_; // slots_.size() * stride
     std::uint64_t overflow_{0};
+    std::unordered_map<std::uint32_t, std::uint32_t> interface_redirects_; // usually empty
 };
 
 } // namespace flowlat::aggregation

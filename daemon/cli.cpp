@@ -120,7 +120,7 @@ Flags:
   --version                    print the version and exit
   -h, --help                   print this help and exit
 
-Exit codes: 0 success, 1 invalid configuration (--config.check), 2 usage or start-up error.
+Exit codes: 0 success, 1 invalid configuration, 2 usage or start-up error.
 )";
 }
 

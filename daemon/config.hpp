@@ -81,7 +81,8 @@ struct Config {
     std::string log_level{"info"};
 };
 
-// Exponential from 50 µs to 10 s, written as exact decimals.
+// Roughly exponential from 50 µs to 10 s (1, 2.5, 5 in each decade: 17 bounds), written as
+// exact decimals, so every bound prints as the number an operator would type.
 std::vector<double> default_buckets();
 
 // The configuration used when no file exists and none was named.

@@ -178,7 +178,7 @@ void Daemon::reconcile_interfaces()
             unhealthy.push_back(interface.name + ": " + attached.error().message());
         } else {
             for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
-                aggregator_.move_interface(move.from, move.to);
+                aggregator_.move_interface(move.from, move.to, move.redirect);
         }
         states[interface.name] = static_cast<bool>(attached);
     }
@@ -276,6 +276,7 @@ void Daemon::write_metrics(const http::BodyWriter& write)
     exposition::OperationalSnapshot operational;
     const probe::ProbeCounters counters = session_->probe().read_counters();
     operational.events_lost = counters.events_lost;
+    operational.events_malformed = session_->ring_records_malformed();
     operational.flow_table_full = counters.flow_table_full;
     operational.packets_malformed = counters.packets_malformed;
     operational.handshakes_abandoned = counters.handshakes_abandoned;

@@ -37,7 +37,7 @@ int EventReader::on_record(void* context, void* data, std::size_t size)
             self->batch_.clear();
         }
     } else {
-        ++self->malformed_;
+        self->malformed_.fetch_add(1, std::memory_order_relaxed);
     }
     return 0;
 }

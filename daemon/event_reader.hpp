@@ -4,6 +4,7 @@
 #include "handshake_event.hpp"
 #include "result.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -27,7 +28,7 @@ public:
     int epoll_fd() const;
     // Consumes everything queued, delivering one batch per call of the sink. Returns the count.
     std::size_t drain();
-    std::uint64_t malformed_records() const { return malformed_; }
+    std::uint64_t malformed_records() const { return malformed_.load(std::memory_order_relaxed); }
 
 private:
     EventReader(EventSink sink) : sink_(std::move(sink)) {}
@@ -36,7 +37,7 @@ private:
     ::ring_buffer* ring_{nullptr};
     EventSink sink_;
     std::vector<HandshakeEvent> batch_;
-    std::uint64_t malformed_{0};
+    std::atomic<std::uint64_t> malformed_{0}; // read by scrapes on other threads
 };
 
 } // namespace flowlat::probe

@@ -44,11 +44,16 @@ std::vector<InterfaceNames::Move> InterfaceNames::set(std::uint32_t ifindex, std
         if (held->second == name) return moves;
         const std::uint32_t retired = next_retired_key_++;
         names_[retired] = std::move(held->second);
-        moves.push_back({ifindex, retired});
+        moves.push_back({ifindex, retired, false});
     }
     for (auto it = names_.begin(); it != names_.end();) {
-        if (it->first != ifindex && it->second == name) {
-            moves.push_back({it->first, ifindex});
+        if (it->first == ifindex || it->second != name) {
+            ++it;
+            continue;
+        }
+        moves.push_back({it->first, ifindex, true});
+        // A retired key gets no events; a vanished ifindex keeps its name for stragglers.
+        if (it->first >= kFirstRetiredKey) {
             it = names_.erase(it);
         } else {
             ++it;

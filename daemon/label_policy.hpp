@@ -59,10 +59,13 @@ inline constexpr const char* kLabelNames[] = {"interface", "direction", "family"
 // the interface vanishes, so series created before keep their label. Thread safe.
 class InterfaceNames {
 public:
-    // Series keyed by `from` must be moved to `to`, so one label set is one series.
+    // Series keyed by `from` must be moved to `to`, so one label set is one series; with
+    // `redirect`, later events of `from` (timeouts of handshakes pending on a vanished
+    // interface) are counted under `to` as well.
     struct Move {
         std::uint32_t from;
         std::uint32_t to;
+        bool redirect;
         friend bool operator==(const Move&, const Move&) = default;
     };
 

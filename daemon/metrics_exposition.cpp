@@ -346,7 +346,7 @@ void write_series(Writer& w, const aggregation::Snapshot& snap, const std::vecto
     }
 
     w.family("flowlat_handshake_duration_seconds",
-             "Time from the first SYN to the completing ACK (outbound) or from the SYN to the ACK of our "
+             "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our "
              "SYN-ACK (inbound), completed handshakes only; includes retransmission delays.",
              Type::histogram);
     for (const auto& row : rows) {
@@ -391,6 +391,9 @@ void write_operational(Writer& w, const aggregation::Snapshot& snap, const Opera
            u(snap.series_overflow));
     single(w, "flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
            Type::counter, u(op.events_lost));
+    single(w, "flowlat_events_malformed_total",
+           "Ring buffer records that did not decode as a handshake event and were dropped.", Type::counter,
+           u(op.events_malformed));
     single(w, "flowlat_flow_table_entries", "Handshakes in progress in the probe's flow table.", Type::gauge,
            u(op.flow_table_entries));
     single(w, "flowlat_flow_table_size", "Capacity of the probe's flow table.", Type::gauge,

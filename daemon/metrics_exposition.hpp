@@ -35,6 +35,7 @@ struct ProbeState {
 // are the probe's own (per-CPU sums) and must only grow while the probe is loaded.
 struct OperationalSnapshot {
     std::uint64_t events_lost{0};
+    std::uint64_t events_malformed{0}; // ring records that did not decode (user space)
     std::uint64_t flow_table_entries{0};
     std::uint64_t flow_table_size{0};
     std::uint64_t flow_table_full{0};

@@ -2,21 +2,91 @@
 
 #include "startup.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 namespace flowlat {
 
+namespace {
+
+// INT and TERM stop; HUP is the terminal going away (there is no configuration to reload).
+constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+const char* signal_name(int signal)
+{
+    switch (signal) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
+}
+
+// A stop signal that arrived while start-up had them blocked (0 if none).
+int pending_stop_signal()
+{
+    sigset_t pending;
+    if (sigpending(&pending) != 0) return 0;
+    for (int signal : stop_signals)
+        if (sigismember(&pending, signal) == 1) return signal;
+    return 0;
+}
+
+// stdout is the write end of a pipe: the kernel flags it (EPOLLERR, reported whatever the
+// watch asked for) once the reader has gone. Only then is it watched: a tty or a read-write
+// fd would report input as readable and wake the loop for nothing.
+bool stdout_is_pipe()
+{
+    struct stat st{};
+    if (fstat(STDOUT_FILENO, &st) != 0 || !S_ISFIFO(st.st_mode)) return false;
+    const int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    return flags >= 0 && (flags & O_ACCMODE) == O_WRONLY;
+}
+
+bool stdout_reader_gone()
+{
+    pollfd fd{STDOUT_FILENO, POLLOUT, 0};
+    return poll(&fd, 1, 0) == 1 && (fd.revents & POLLERR) != 0;
+}
+
+} // namespace
+
 int run_print_mode(const cli::Options& options)
 {
+    // A closed reader (`| head -1`) must not kill flowlatd before it detaches: the write
+    // fails with EPIPE instead, and that stops the loop like a signal.
+    struct sigaction ignore{};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, nullptr);
+
     auto loop = EventLoop::create();
     if (!loop) {
         startup::report({"flowlatd: " + loop.error().message(), ""});
         return 2;
     }
     EventLoop& event_loop = *loop.value();
+
+    // Before anything is loaded or attached, so that a signal during start-up cannot kill
+    // flowlatd with filters attached: it waits, and start-up checks for it between steps.
+    int stop_signal = 0;
+    Status signals = event_loop.on_signals({SIGINT, SIGTERM, SIGHUP}, [&](int signal) {
+        spdlog::info("received {}, detaching", signal_name(signal));
+        stop_signal = signal;
+        event_loop.stop();
+    });
+    if (!signals) {
+        startup::report({"flowlatd: " + signals.error().message(), ""});
+        return 2;
+    }
 
     std::vector<interfaces::Interface> chosen;
     startup::Failure failure;
@@ -36,16 +106,26 @@ int run_print_mode(const cli::Options& options)
     const print::PrintMode mode = options.print.value_or(print::PrintMode::text);
     print::WallClock clock;
     probe::ProbeSession* session_view = nullptr;
+    int output_errno = 0; // the first failed write to stdout; nothing is printed after it
+    auto output_failed = [&](int err) {
+        if (output_errno != 0) return;
+        output_errno = err;
+        spdlog::info("stdout: {}, detaching", err == EPIPE ? "the reader has gone" : std::strerror(err));
+        event_loop.stop();
+    };
     auto print_batch = [&](std::span<const HandshakeEvent> batch) {
+        if (output_errno != 0) return;
         for (const auto& event : batch) {
             const std::string name = session_view->interface_name(event.ifindex);
             const std::uint64_t realtime = clock.to_realtime_ns(event.monotonic_ns);
             const std::string line = mode == print::PrintMode::json ? print::format_json(event, name, realtime)
                                                                     : print::format_text(event, name, realtime);
-            std::fputs(line.c_str(), stdout);
-            std::fputc('\n', stdout);
+            if (std::fputs(line.c_str(), stdout) == EOF || std::fputc('\n', stdout) == EOF) {
+                output_failed(errno);
+                return;
+            }
         }
-        std::fflush(stdout);
+        if (std::fflush(stdout) != 0) output_failed(errno);
     };
 
     auto session = startup::load_probe(probe_options, event_loop, print_batch, &failure);
@@ -55,30 +135,42 @@ int run_print_mode(const cli::Options& options)
     }
     session_view = session.get();
     for (const auto& interface : chosen) {
+        if ((stop_signal = pending_stop_signal()) != 0) break;
         if (Status attached = session->attach(interface); !attached) {
             startup::report({"flowlatd: cannot " + attached.error().message(), ""});
-            return 2;
+            return 2; // the session's destructor detaches what was attached
         }
     }
+    if (stop_signal == 0) stop_signal = pending_stop_signal();
 
-    Status signals = event_loop.on_signals({SIGINT, SIGTERM}, [&](int signal) {
-        spdlog::info("received {}, detaching", signal == SIGINT ? "SIGINT" : "SIGTERM");
-        event_loop.stop();
-    });
-    if (!signals) {
-        startup::report({"flowlatd: " + signals.error().message(), ""});
-        return 2;
+    if (stop_signal != 0) {
+        spdlog::info("received {} during start-up, detaching", signal_name(stop_signal));
+    } else {
+        if (stdout_is_pipe()) {
+            Status watched = event_loop.watch(STDOUT_FILENO, [&] {
+                if (stdout_reader_gone()) output_failed(EPIPE);
+            });
+            if (!watched) spdlog::warn("cannot watch stdout for a closed reader: {}", watched.error().message());
+        }
+        event_loop.every(std::chrono::seconds(60), [&] { clock.resync(); });
+
+        std::string names;
+        for (const auto& interface : chosen) names += (names.empty() ? "" : ", ") + interface.name;
+        spdlog::info("ready: printing handshakes on {}", names);
+        event_loop.run();
     }
-    event_loop.every(std::chrono::seconds(60), [&] { clock.resync(); });
-
-    std::string names;
-    for (const auto& interface : chosen) names += (names.empty() ? "" : ", ") + interface.name;
-    spdlog::info("ready: printing handshakes on {}", names);
-    event_loop.run();
 
     // Nothing measured is lost: what is still queued is printed before detaching.
     session->flush();
     session->detach_all();
+
+    // A reader that has gone (EPIPE) is a normal end, as for any filter in a pipeline; so is a
+    // write that failed because a signal (a hangup) was already stopping flowlatd. Any other
+    // failed write lost output: exit 2 with one line.
+    if (output_errno != 0 && output_errno != EPIPE && stop_signal == 0) {
+        startup::report({std::string("flowlatd: cannot write to stdout: ") + std::strerror(output_errno), ""});
+        return 2;
+    }
     return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <numeric>
 
 using namespace flowlat;
@@ -237,16 +238,20 @@ TEST_CASE("an interface re-created under its name continues its series", "[metri
 
     // eth0 comes back as ifindex 7; its old series moves there and merges.
     const auto moves = names.set(7, "eth0");
-    REQUIRE(moves == std::vector<labels::InterfaceNames::Move>{{3, 7}});
-    for (const auto& move : moves) agg.move_interface(move.from, move.to);
+    REQUIRE(moves == std::vector<labels::InterfaceNames::Move>{{3, 7, true}});
+    for (const auto& move : moves) agg.move_interface(move.from, move.to, move.redirect);
     auto new_event = outbound(1, Outcome::completed, 700'000, 50 * kSecond);
     new_event.ifindex = 7;
-    agg.add(std::span(&new_event, 1));
+    // A handshake left pending on the vanished ifindex 3 times out later: same series.
+    auto straggler = outbound(1, Outcome::timeout, std::nullopt, 40 * kSecond);
+    const std::vector<HandshakeEvent> later = {new_event, straggler};
+    agg.add(later);
 
     auto snap = agg.snapshot();
     REQUIRE(snap.series.size() == 1); // one key per rendered label set
     CHECK(snap.series[0].key.ifindex == 7);
     CHECK(snap.series[0].handshakes[0] == 2);
+    CHECK(snap.series[0].handshakes[2] == 1);
     CHECK(snap.series[0].rtt_sum_ns == 1'200'000);
     // Expiry judged by the newest event of the merged series: the old part cannot expire alone.
     CHECK(agg.expire(100 * kSecond) == 0);
@@ -264,12 +269,23 @@ TEST_CASE("an ifindex reused under another name keeps the old series' name", "[m
     const auto copy = names.copy();
     CHECK(copy.at(moves[0].to) == "eth0");
     CHECK(copy.at(3) == "tun0");
+    CHECK_FALSE(moves[0].redirect); // new events on ifindex 3 are tun0's
 
     Aggregator agg(labels::LabelPolicy(agg_config()), settings());
     auto event = outbound(1);
     agg.add(std::span(&event, 1));
-    agg.move_interface(moves[0].from, moves[0].to);
+    agg.move_interface(moves[0].from, moves[0].to, moves[0].redirect);
+    agg.add(std::span(&event, 1)); // tun0's own handshake
     const auto snap = agg.snapshot();
-    REQUIRE(snap.series.size() == 1);
-    CHECK(labels::render_labels(snap.series[0].key, snap.group_names, copy).interface == "eth0");
+    REQUIRE(snap.series.size() == 2);
+    std::vector<std::string> interfaces;
+    for (const auto& s : snap.series) interfaces.push_back(labels::render_labels(s.key, snap.group_names, copy).interface);
+    std::sort(interfaces.begin(), interfaces.end());
+    CHECK(interfaces == std::vector<std::string>{"eth0", "tun0"});
+
+    // eth0 comes back (ifindex 9): the retired series joins it.
+    const auto back = names.set(9, "eth0");
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].from == moves[0].to);
+    CHECK(back[0].to == 9);
 }
