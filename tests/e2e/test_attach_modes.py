@@ -3,9 +3,13 @@
 start, removes only what it created, and fails start-up with exit 2 and one clear line.
 
 - clsact (forced with FLOWLATD_ATTACH_MODE=clsact): one filter per hook while running;
-  a SIGKILLed instance leaves its filters; the next start replaces them (exactly one per
-  hook again); SIGTERM removes them; a foreign filter and the clsact qdisc stay.
-- TCX: a second live instance refuses to attach (exit 2); after SIGTERM no flowlat link.
+  a second live instance (clsact or TCX) refuses to attach (exit 2) and the first one keeps
+  the same filters; a SIGKILLed instance leaves its filters; the next start replaces them
+  (exactly one per hook again); SIGTERM removes them; a foreign filter and the clsact qdisc stay.
+- TCX: a second live instance (TCX or clsact) refuses to attach (exit 2) and leaves no clsact
+  filter; after SIGTERM no flowlat link.
+The same under the systemd unit's capabilities (no CAP_SYS_ADMIN), with traffic, is
+test_attach_capabilities.py.
 - Missing capabilities, an unknown interface and a bad flag each exit 2 with one line.
 
 Uses one private network namespace with a veth pair and no traffic.
@@ -55,6 +59,25 @@ def flowlat_filters(direction):
     return len(re.findall(r"name flowlat_(ingress|egress)", out)), out
 
 
+def flowlat_filter_ids(direction):
+    """The prog ids of the flowlat filters on a hook, from the name tc was given (TCA_BPF_NAME)."""
+    out = sh("tc", "filter", "show", "dev", IF, direction, check=False).stdout
+    return re.findall(r"flowlat_\w+:\[(\d+)\]", out)
+
+
+def second_instance(env_extra=None):
+    """A second --print instance, which must refuse: (exit code or None if it attached and ran on, stderr)."""
+    proc = subprocess.Popen(["ip", "netns", "exec", NS, FLOWLATD, "--interface", IF, "--print"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env_extra or {})))
+    try:
+        return proc.wait(timeout=10), proc.stderr.read()
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait(timeout=10)
+        return None, proc.stderr.read()
+
+
 def stop(proc, sig=signal.SIGTERM):
     proc.send_signal(sig)
     try:
@@ -84,11 +107,19 @@ def main():
         for d in ("ingress", "egress"):
             n, out = flowlat_filters(d)
             expect(f"one flowlat {d} filter while running", n == 1, out)
+        ids = {d: flowlat_filter_ids(d) for d in ("ingress", "egress")}
+        for mode, env in (("clsact", {"FLOWLATD_ATTACH_MODE": "clsact"}), ("tcx", {})):
+            code, err = second_instance(env)
+            expect(f"a second {mode} instance beside a live clsact one exits 2", code == 2, f"exit {code} {err}")
+            expect("and says another flowlatd is attached", "another flowlatd" in err and IF in err, err)
+            for d in ("ingress", "egress"):
+                expect(f"the first instance keeps its {d} filter", flowlat_filter_ids(d) == ids[d],
+                       f"{flowlat_filter_ids(d)} != {ids[d]}")
         stop(proc, signal.SIGKILL)
         n, out = flowlat_filters("ingress")
         expect("a SIGKILLed instance leaves its filter behind", n == 1, out)
         proc, lines = start({"FLOWLATD_ATTACH_MODE": "clsact"})
-        expect("restart reports the stale filters it removed", any("removed 2 clsact filter" in l for l in lines),
+        expect("restart reports the stale filters it replaced", any("replaced 2 clsact filter" in l for l in lines),
                "".join(lines))
         for d in ("ingress", "egress"):
             n, out = flowlat_filters(d)
@@ -105,12 +136,13 @@ def main():
 
         print("tcx:")
         first, _ = start()
-        second = subprocess.run(["ip", "netns", "exec", NS, FLOWLATD, "--interface", IF, "--print"],
-                                capture_output=True, text=True, timeout=20)
-        expect("a second live instance exits 2", second.returncode == 2, f"exit {second.returncode}")
-        expect("and says another flowlatd is attached", "another flowlatd" in second.stderr, second.stderr)
-        n, _ = flowlat_filters("ingress")
-        expect("TCX leaves no clsact filter", n == 0)
+        for mode, env in (("tcx", {}), ("clsact", {"FLOWLATD_ATTACH_MODE": "clsact"})):
+            code, err = second_instance(env)
+            expect(f"a second {mode} instance beside a live TCX one exits 2", code == 2, f"exit {code} {err}")
+            expect("and says another flowlatd is attached", "another flowlatd" in err and IF in err, err)
+        for d in ("ingress", "egress"):
+            n, out = flowlat_filters(d)
+            expect(f"TCX leaves no clsact {d} filter", n == 0, out)
         code = stop(first)
         expect("SIGTERM exits 0", code == 0, f"exit {code}")
         third, _ = start()
