@@ -14,9 +14,24 @@ Run 3: FLOWLATD_ATTACH_MODE=clsact (the fallback for kernels without TCX) sharin
 clsact qdisc with the foreign filters: flowlat filters visible in `tc filter show`, IPv4
 and IPv6 handshakes measured as with TCX, and after SIGTERM no flowlat filter is left
 while the foreign filters and the qdisc stay.
+Runs 4-7 end --print in the other ways, all in clsact mode, whose filters (unlike TCX
+links) outlive a killed process, so a missed detach shows in `tc filter show`:
+  4. `flowlatd --print=json | head -1`: head exits after the first handshake's line;
+     flowlatd notices the reader has gone without waiting for another line, detaches,
+     exits 0 (a second handshake is made if it did not, to expose a SIGPIPE death).
+  5. SIGHUP (the terminal hung up): detach, exit 0.
+  6. SIGTERM during attach: stderr is a pipe filled to capacity, so flowlatd blocks on its
+     first log line, "flc0: probe attached", with flc0 attached and flc1 not yet; SIGTERM
+     then, and the pipe drained: flowlatd attaches nothing more, detaches flc0, exits 0.
+  7. stdout is /dev/full: the first line fails with ENOSPC: detach, exit 2 with one line
+     naming stdout.
 """
+import fcntl
 import ipaddress
+import os
 import signal
+import subprocess
+import threading
 import time
 
 import netlab as N
@@ -173,7 +188,174 @@ def body() -> None:
     chk.check(not left, f"clsact mode: flowlat left on {lab.client_if} after SIGTERM: {left}")
     chk.check(foreign_filters_present(lab), "clsact mode: the foreign u32 filters (or their qdisc) were removed")
     chk.note(f"clsact mode: max |rtt - dumpcap truth| = {max([abs(e) for e in errs.rtt] or [0]) / 1000:.1f} µs")
+
+    run_head(chk, lab)
+    run_sighup(chk, lab)
+    run_sigterm_during_attach(chk, lab, ifnames)
+    run_dev_full(chk, lab)
     chk.finish()
+
+
+CLSACT = {"FLOWLATD_ATTACH_MODE": "clsact"}
+
+
+class Started:
+    """flowlatd (clsact mode) with stdout and stderr wired by the caller; stderr goes to a file
+    unless a descriptor is given. Our own child: signalled and killed by pid only."""
+
+    def __init__(self, lab: N.Lab, args: list[str], stdout, stderr=None):
+        self.err_path = os.path.join(lab.tmpdir, f"flowlatd-{time.monotonic_ns()}.err")
+        err = stderr if stderr is not None else open(self.err_path, "w")
+        self.proc = subprocess.Popen(lab.exec_cmd(lab.client_ns, [N.flowlatd_path(), *args]),
+                                     stdin=subprocess.DEVNULL, stdout=stdout, stderr=err,
+                                     env={**os.environ, **CLSACT})
+        if stderr is None:
+            err.close()
+        N._open_resources.append(self)
+
+    def stderr_text(self) -> str:
+        try:
+            with open(self.err_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_stderr(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.stderr_text():
+                return True
+            if self.proc.poll() is not None:
+                return needle in self.stderr_text()
+            time.sleep(0.05)
+        return False
+
+    def wait(self, timeout: float):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        if self in N._open_resources:
+            N._open_resources.remove(self)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def tc_flowlat(lab: N.Lab, ifname: str) -> list[str]:
+    return [f for f in N.attachments(lab.client_ns, ifname).flowlat() if f.startswith("tc ")]
+
+
+def run_head(chk: N.Checker, lab: N.Lab) -> None:
+    what = "| head -1"
+    fl = Started(lab, ["--interface", lab.client_if, "--print=json"], stdout=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-1"], stdin=fl.proc.stdout, stdout=subprocess.PIPE, text=True)
+    fl.proc.stdout.close()  # head holds the only read end now
+    if not chk.check(fl.wait_stderr("ready", 15), f"{what}: flowlatd not ready:\n{fl.stderr_text()}"):
+        head.kill()
+        head.wait()
+        fl.close()
+        return
+    chk.check(len(tc_flowlat(lab, lab.client_if)) >= 2, f"{what}: flowlat filters not attached")
+    lab.connect(4, 5001, timeout=3)
+    try:
+        out, _ = head.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        head.kill()
+        out, _ = head.communicate()
+    chk.check(len(out.splitlines()) == 1 and out.startswith("{"), f"{what}: head printed {out!r}")
+    rc = fl.wait(3)
+    chk.check(rc is not None, f"{what}: flowlatd still runs 3 s after its reader has gone")
+    if rc is None:  # a second line would meet the closed pipe: SIGPIPE, or EPIPE when ignored
+        lab.connect(4, 5001, timeout=3)
+        rc = fl.wait(5)
+    fl.close()
+    chk.check(rc == 0, f"{what}: exit code {rc} (want 0)\n{fl.stderr_text()}")
+    left = tc_flowlat(lab, lab.client_if)
+    chk.check(not left, f"{what}: flowlat filters left on {lab.client_if}: {left}")
+    chk.check(foreign_filters_present(lab), f"{what}: the foreign u32 filters were removed")
+
+
+def run_sighup(chk: N.Checker, lab: N.Lab) -> None:
+    fl = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"], env=CLSACT)
+    fl.wait_ready()
+    chk.check(len(tc_flowlat(lab, lab.client_if)) >= 2, "SIGHUP: flowlat filters not attached")
+    lab.connect(4, 5001, timeout=3)
+    fl.wait_for(lambda: len(fl.stdout) >= 1, 3)
+    rc = fl.stop(signal.SIGHUP)
+    chk.check(rc == 0, f"SIGHUP: exit code {rc} (want 0)\n{fl.stderr_text()}")
+    chk.check(len(fl.json_lines()) == 1, f"SIGHUP: want the handshake's line, got {fl.stdout}")
+    left = tc_flowlat(lab, lab.client_if)
+    chk.check(not left, f"SIGHUP: flowlat filters left on {lab.client_if}: {left}")
+    chk.check(foreign_filters_present(lab), "SIGHUP: the foreign u32 filters were removed")
+
+
+def run_sigterm_during_attach(chk: N.Checker, lab: N.Lab, ifnames: list[str]) -> None:
+    what = "SIGTERM during attach"
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: one page
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"-" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    args = [a for i in ifnames for a in ("--interface", i)] + ["--print=json"]
+    fl = Started(lab, args, stdout=subprocess.DEVNULL, stderr=write_end)
+    os.close(write_end)
+    drained: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            drained.append(chunk)
+        os.close(read_end)
+
+    # flowlatd blocks writing its first log line, which follows the first attach.
+    deadline = time.monotonic() + 10
+    while not tc_flowlat(lab, ifnames[0]) and time.monotonic() < deadline and fl.proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    mid_attach = bool(tc_flowlat(lab, ifnames[0])) and not tc_flowlat(lab, ifnames[1])
+    chk.check(mid_attach, f"{what}: flowlatd was not caught with {ifnames[0]} attached and {ifnames[1]} not: "
+                          f"{tc_flowlat(lab, ifnames[0])} / {tc_flowlat(lab, ifnames[1])}")
+    if fl.proc.poll() is None:
+        fl.proc.send_signal(signal.SIGTERM)
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    rc = fl.wait(10)
+    fl.close()
+    reader.join(5)
+    err = b"".join(drained).decode(errors="replace").lstrip("-")
+    N.log(f"{what}: rc={rc}, stderr: {err.strip()}")
+    chk.check(rc == 0, f"{what}: exit code {rc} (want 0)\n{err}")
+    chk.check("during start-up" in err and "ready" not in err,
+              f"{what}: flowlatd should stop during start-up, without going on to 'ready':\n{err}")
+    for ifname in ifnames:
+        left = tc_flowlat(lab, ifname)
+        chk.check(not left, f"{what}: flowlat filters left on {ifname}: {left}")
+    chk.check(foreign_filters_present(lab), f"{what}: the foreign u32 filters were removed")
+
+
+def run_dev_full(chk: N.Checker, lab: N.Lab) -> None:
+    what = "stdout /dev/full"
+    with open("/dev/full", "w") as full:
+        fl = Started(lab, ["--interface", lab.client_if, "--print=json"], stdout=full)
+    if not chk.check(fl.wait_stderr("ready", 15), f"{what}: flowlatd not ready:\n{fl.stderr_text()}"):
+        fl.close()
+        return
+    lab.connect(4, 5001, timeout=3)
+    rc = fl.wait(5)
+    fl.close()
+    err = fl.stderr_text()
+    chk.check(rc == 2, f"{what}: exit code {rc} (want 2)\n{err}")
+    want = "flowlatd: cannot write to stdout: No space left on device"
+    errors = [l for l in err.splitlines() if l.startswith("flowlatd:")]
+    chk.check(errors == [want], f"{what}: want the one line {want!r}, got {errors}\n{err}")
+    left = tc_flowlat(lab, lab.client_if)
+    chk.check(not left, f"{what}: flowlat filters left on {lab.client_if}: {left}")
 
 
 if __name__ == "__main__":
