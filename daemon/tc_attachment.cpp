@@ -17,11 +17,12 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
-#include <string_view>
 #include <cstring>
-#include <utility>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 namespace flowlat::probe {
