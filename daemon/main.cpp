@@ -27,7 +27,8 @@ int main(int argc, char** argv)
         return 0;
     }
     if (options.version) {
-        std::printf("flowlatd %s (libbpf %s)\n", FLOWLAT_VERSION, flowlat::probe::libbpf_version().c_str());
+        std::printf("flowlatd %s (revision %s, libbpf %s)\n", FLOWLAT_VERSION, FLOWLAT_REVISION,
+                    flowlat::probe::libbpf_version().c_str());
         return 0;
     }
 
