@@ -91,6 +91,9 @@ struct tcp_packet {
 	__u8 flags;
 	__u16 sport_be;
 	__u16 dport_be;
+	/* Ingress ACK filter inputs, read while the headers are in hand (see on_ack_received). */
+	__u32 addr_fold; /* saddr ^ daddr, folded to 32 bits as in fold_key_addresses */
+	__u32 ports_in;  /* dport_be << 16 | sport_be: the key's local << 16 | peer, ingress */
 	__u32 seq;
 	__u32 ack;
 	__u32 doff_bytes;
@@ -157,6 +160,7 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 		pkt->l3 = ip;
 		pkt->l3_off = off;
 		pkt->family = FLOWLAT_FAMILY_IPV4;
+		pkt->addr_fold = ip->saddr ^ ip->daddr;
 		off += ihl_bytes;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = data + off;
@@ -197,6 +201,10 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 		}
 		if (nexthdr != IPPROTO_TCP)
 			return -1;
+		pkt->addr_fold = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
+				 ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3] ^
+				 ip6->daddr.in6_u.u6_addr32[0] ^ ip6->daddr.in6_u.u6_addr32[1] ^
+				 ip6->daddr.in6_u.u6_addr32[2] ^ ip6->daddr.in6_u.u6_addr32[3];
 	} else {
 		return -1;
 	}
@@ -208,6 +216,12 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 		goto malformed;
 	pkt->l4_off = off;
 	pkt->flags = ((__u8 *)tcp)[13];
+	/* Both ports in one load; the unused halves of pkt are dropped by the compiler per program. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	pkt->ports_in = *(__u32 *)tcp;
+#else
+	pkt->ports_in = (__u32)tcp->dest << 16 | tcp->source;
+#endif
 	pkt->sport_be = tcp->source;
 	pkt->dport_be = tcp->dest;
 	pkt->doff_bytes = tcp->doff * 4;
@@ -265,12 +279,12 @@ static __always_inline bool acks_syn(const struct flowlat_flow *flow, __u32 ack)
 }
 
 /*
- * Finds the TCP timestamp option. Options are copied to the stack because
- * they may lie beyond the linear part of the skb, and the probe must not
- * pull (linearise) packets.
+ * The generic walk for the TCP timestamp option. Options are copied to the
+ * stack because they may lie beyond the linear part of the skb, and the probe
+ * must not pull (linearise) packets.
  */
-static __always_inline int read_timestamps(struct __sk_buff *skb, const struct tcp_packet *pkt,
-					   __u32 *tsval, __u32 *tsecr)
+static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						__u32 *tsval, __u32 *tsecr)
 {
 	__u8 opts[40] = {};
 	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
@@ -314,6 +328,58 @@ static __always_inline int read_timestamps(struct __sk_buff *skb, const struct t
 	return -1;
 }
 
+/* The first option bytes as one load compares them: a, b, c, d in wire order. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define OPT_WORD(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+#else
+#define OPT_WORD(a, b, c, d) ((__u32)(a) << 24 | (__u32)(b) << 16 | (__u32)(c) << 8 | (__u32)(d))
+#endif
+#define TCPOPT_MSS 2
+#define TCPOLEN_MSS 4
+#define TCPOPT_SACK_PERM 4
+#define TCPOLEN_SACK_PERM 2
+
+/*
+ * Finds the TCP timestamp option. The layouts Linux sends are read in place when the
+ * whole option area is in the linear part (the same bytes read_timestamps_slow would see, so
+ * the answer is the same): MSS, SACK_PERM or NOP NOP, TS (SYN and SYN-ACK), and
+ * NOP NOP TS (every later segment). Anything else takes the generic walk. The word loads
+ * may be unaligned, which the verifier accepts for packet data on the architectures with
+ * efficient unaligned access (x86-64, arm64).
+ */
+static __always_inline int read_timestamps(struct __sk_buff *skb, const struct tcp_packet *pkt,
+					   __u32 *tsval, __u32 *tsecr)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u8 *opts = data + (pkt->l4_off & 0x3fff) + sizeof(struct tcphdr);
+	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
+
+	/* len <= 40 (doff is 4 bits); the second bound is the one the verifier uses. */
+	if (len >= 12 && (void *)(opts + (len & 0x3f)) <= data_end && (void *)(opts + 12) <= data_end) {
+		__u32 first = *(__u32 *)opts;
+
+		if (first == OPT_WORD(TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP)) {
+			*tsval = bpf_ntohl(*(__u32 *)(opts + 4));
+			*tsecr = bpf_ntohl(*(__u32 *)(opts + 8));
+			return 0;
+		}
+		if (len >= 16 && (void *)(opts + 16) <= data_end &&
+		    (first & OPT_WORD(0xff, 0xff, 0, 0)) == OPT_WORD(TCPOPT_MSS, TCPOLEN_MSS, 0, 0)) {
+			__u32 second = *(__u32 *)(opts + 4);
+
+			if (second == OPT_WORD(TCPOPT_SACK_PERM, TCPOLEN_SACK_PERM, TCPOPT_TIMESTAMP,
+					       TCPOLEN_TIMESTAMP) ||
+			    second == OPT_WORD(TCPOPT_NOP, TCPOPT_NOP, TCPOPT_TIMESTAMP, TCPOLEN_TIMESTAMP)) {
+				*tsval = bpf_ntohl(*(__u32 *)(opts + 8));
+				*tsecr = bpf_ntohl(*(__u32 *)(opts + 12));
+				return 0;
+			}
+		}
+	}
+	return read_timestamps_slow(skb, pkt, tsval, tsecr);
+}
+
 /* Keys are written from the host's side so that both directions meet in one entry. */
 static __always_inline void build_key(struct __sk_buff *skb, const struct tcp_packet *pkt,
 				      bool egress, struct flowlat_flow_key *key)
@@ -342,13 +408,16 @@ static __always_inline void build_key(struct __sk_buff *skb, const struct tcp_pa
 	}
 }
 
+static __always_inline __u32 ack_bucket_hash(__u32 h)
+{
+	return (h * 0x9e3779b1u) >> 20 & (FLOWLAT_ACK_FILTER_BUCKETS - 1);
+}
+
 /* The same bucket whichever side the packet travels: addresses are folded symmetrically. */
 static __always_inline __u32 ack_bucket_of(__u32 address_fold, __u16 local_port_be,
 					   __u16 peer_port_be)
 {
-	__u32 h = address_fold ^ ((__u32)local_port_be << 16 | peer_port_be);
-
-	return (h * 0x9e3779b1u) >> 20 & (FLOWLAT_ACK_FILTER_BUCKETS - 1);
+	return ack_bucket_hash(address_fold ^ ((__u32)local_port_be << 16 | peer_port_be));
 }
 
 static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *key)
@@ -359,38 +428,34 @@ static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *k
 	return local[0] ^ local[1] ^ local[2] ^ local[3] ^ peer[0] ^ peer[1] ^ peer[2] ^ peer[3];
 }
 
-/* Same fold, read straight from the headers of an ingress packet (no key built). */
-static __always_inline int fold_packet_addresses(struct __sk_buff *skb, const struct tcp_packet *pkt,
-						 __u32 *fold)
+/*
+ * What an ending handshake still needs once its entry is deleted (the entry's memory may
+ * be reused at once): a few fields instead of a copy of the whole flowlat_flow.
+ */
+struct flow_end {
+	__u64 first_syn_ns;
+	__u32 ack_filter_bucket;
+	__u16 transmissions;
+	__u8 direction;
+	__u8 stage;
+};
+
+static __always_inline void save_end(const struct flowlat_flow *flow, struct flow_end *end)
 {
-	void *data_end = (void *)(long)skb->data_end;
-
-	if (pkt->family == FLOWLAT_FAMILY_IPV4) {
-		struct iphdr *ip = pkt->l3;
-
-		if ((void *)(ip + 1) > data_end)
-			return -1;
-		*fold = ip->saddr ^ ip->daddr;
-	} else {
-		struct ipv6hdr *ip6 = pkt->l3;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return -1;
-		*fold = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
-			ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3] ^
-			ip6->daddr.in6_u.u6_addr32[0] ^ ip6->daddr.in6_u.u6_addr32[1] ^
-			ip6->daddr.in6_u.u6_addr32[2] ^ ip6->daddr.in6_u.u6_addr32[3];
-	}
-	return 0;
+	end->first_syn_ns = flow->first_syn_ns;
+	end->ack_filter_bucket = flow->ack_filter_bucket;
+	end->transmissions = flow->transmissions;
+	end->direction = flow->direction;
+	end->stage = flow->stage;
 }
 
-static __always_inline void release_ack_filter(const struct flowlat_flow *flow)
+static __always_inline void release_ack_filter(const struct flow_end *flow)
 {
 	if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT)
 		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
 }
 
-static __always_inline void emit(const struct flowlat_flow_key *key, const struct flowlat_flow *flow,
+static __always_inline void emit(const struct flowlat_flow_key *key, const struct flow_end *flow,
 				 __u8 outcome, __u64 now, __u64 rtt_ns, bool rtt_valid)
 {
 	struct flowlat_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
@@ -465,13 +530,14 @@ static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packe
 				   const struct flowlat_flow_key *key, struct flowlat_flow *flow,
 				   __u8 outcome)
 {
-	struct flowlat_flow copy = *flow;
+	struct flow_end copy;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 sent_ns = 0;
 	bool rtt_valid = false;
 
 	if (outcome == FLOWLAT_OUTCOME_COMPLETED)
-		rtt_valid = answered_transmission(skb, pkt, &copy, &sent_ns);
+		rtt_valid = answered_transmission(skb, pkt, flow, &sent_ns);
+	save_end(flow, &copy);
 	if (bpf_map_delete_elem(&flows, key))
 		return;
 	release_ack_filter(&copy);
@@ -496,8 +562,9 @@ static __always_inline void record_transmission(struct __sk_buff *skb, const str
 /* A SYN on a tuple with a pending handshake of another ISN: the old attempt was abandoned. */
 static __always_inline void abandon(const struct flowlat_flow_key *key, struct flowlat_flow *old, __u64 now)
 {
-	struct flowlat_flow copy = *old;
+	struct flow_end copy;
 
+	save_end(old, &copy);
 	count(FLOWLAT_COUNTER_ABANDONED);
 	if (bpf_map_delete_elem(&flows, key))
 		return;
@@ -610,8 +677,9 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	 * Its RST carries the client's next sequence number, ISN + 1.
 	 */
 	if (!egress && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) {
-		struct flowlat_flow copy = *flow;
+		struct flow_end copy;
 
+		save_end(flow, &copy);
 		if (bpf_map_delete_elem(&flows, &key))
 			return;
 		release_ack_filter(&copy);
@@ -630,12 +698,9 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 {
 	struct flowlat_flow_key key;
 	struct flowlat_flow *flow;
-	__u32 fold;
 
-	if (fold_packet_addresses(skb, pkt, &fold))
-		return;
-	/* The fast path: established flows stop here with one load. */
-	if (!ack_filter[ack_bucket_of(fold, pkt->dport_be, pkt->sport_be)])
+	/* The fast path: established flows stop here with one load. Same bucket as ack_bucket_of. */
+	if (!ack_filter[ack_bucket_hash(pkt->addr_fold ^ pkt->ports_in)])
 		return;
 	if (load_seq_ack(skb, pkt))
 		return;
