@@ -54,6 +54,9 @@ probe::ProbeOptions probe_options_from(const config::Config& config)
     return options;
 }
 
+// How often the hooks are checked for removal by someone else, and failed attachments retried.
+constexpr std::chrono::seconds attachment_check_interval{5};
+
 class Daemon {
 public:
     Daemon(cli::Options options, config::Config config)
@@ -65,7 +68,9 @@ public:
     int run();
 
 private:
-    void reconcile_interfaces();
+    // retry: a periodic retry of failed attachments, which logs an error only when it changed.
+    void reconcile_interfaces(bool retry = false);
+    void check_attachments();
     void reload();
     Status start_http(const std::vector<std::string>& addresses);
     void refresh_status();
@@ -82,6 +87,7 @@ private:
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
+    std::map<std::string, std::string> attach_errors_; // the last attach error per wanted interface
 
     // Read by HTTP worker threads; written by the event loop thread.
     mutable std::mutex status_mutex_;
@@ -141,6 +147,7 @@ int Daemon::run()
 
     loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
     loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(probe::monotonic_now_ns()); });
+    loop_->every(attachment_check_interval, [this] { check_attachments(); });
     if (auto interval = systemd::watchdog_interval())
         loop_->every(*interval, [] { systemd::watchdog_ping(); });
 
@@ -158,7 +165,17 @@ int Daemon::run()
     return 0;
 }
 
-void Daemon::reconcile_interfaces()
+// An administrator or another tool may remove our clsact filter (or the whole clsact qdisc), or
+// detach a TCX link; the probe then measures nothing. Re-attach it, so it heals without operator
+// action; while that fails (e.g. a foreign program now holds our slot), probe_attached is 0 and
+// /healthz says why. Interfaces whose attach failed earlier are retried on the same cadence.
+void Daemon::check_attachments()
+{
+    const bool lost = !session_->drop_lost_attachments().empty();
+    if (lost || !attach_errors_.empty()) reconcile_interfaces(!lost);
+}
+
+void Daemon::reconcile_interfaces(bool retry)
 {
     std::vector<std::string> patterns = config_.interfaces;
     if (patterns.empty()) patterns = interfaces::default_route_interfaces();
@@ -171,12 +188,20 @@ void Daemon::reconcile_interfaces()
     }
     std::vector<std::string> unhealthy;
     std::map<std::string, bool> states;
+    std::map<std::string, std::string> errors;
     for (const auto& interface : wanted) {
         Status attached = session_->attach(interface);
         if (!attached) {
-            spdlog::error("cannot {}", attached.error().message());
-            unhealthy.push_back(interface.name + ": " + attached.error().message());
+            const std::string message = attached.error().message();
+            const auto previous = attach_errors_.find(interface.name);
+            if (retry && previous != attach_errors_.end() && previous->second == message)
+                spdlog::debug("cannot {}", message);
+            else
+                spdlog::error("cannot {}", message);
+            unhealthy.push_back(interface.name + ": " + message);
+            errors[interface.name] = message;
         } else {
+            if (attach_errors_.count(interface.name) != 0) spdlog::info("{}: probe attached again", interface.name);
             for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
                 aggregator_.move_interface(move.from, move.to, move.redirect);
         }
@@ -188,6 +213,7 @@ void Daemon::reconcile_interfaces()
         states[pattern] = false;
     }
     if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
+    attach_errors_ = std::move(errors);
 
     std::lock_guard lock(status_mutex_);
     for (auto& [name, attached] : probe_attached_) attached = false; // vanished ones keep their series at 0

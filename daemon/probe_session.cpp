@@ -68,6 +68,25 @@ void ProbeSession::detach_all()
     while (!attachments_.empty()) detach(attachments_.begin()->first);
 }
 
+std::vector<std::string> ProbeSession::drop_lost_attachments()
+{
+    std::vector<std::string> dropped;
+    for (const auto& [name, attachment] : attachments_) {
+        const auto lost = attachment->lost_hooks();
+        if (lost.empty()) continue;
+        for (auto hook : lost) {
+            if (attachment->mode() == AttachMode::tcx)
+                spdlog::error("{}: the probe's {} TCX link was detached by someone else; re-attaching", name, hook);
+            else
+                spdlog::error("{}: the probe's {} filter was removed by someone else; re-attaching", name, hook);
+        }
+        dropped.push_back(name);
+    }
+    // Destroying an attachment detaches only what is still ours: a foreign filter in the slot stays.
+    for (const auto& name : dropped) detach(name);
+    return dropped;
+}
+
 std::vector<interfaces::Interface> ProbeSession::attached_interfaces() const
 {
     std::vector<interfaces::Interface> list;

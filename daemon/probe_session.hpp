@@ -26,6 +26,10 @@ public:
     Status attach(const interfaces::Interface& interface);
     void detach(const std::string& name);
     void detach_all();
+    // Drops every attachment with a hook that something outside flowlatd removed (see
+    // TcAttachment::lost_hooks), logging an error per hook, and returns their names; the caller
+    // attaches them again. The probe, its maps and the counters stay as they are.
+    std::vector<std::string> drop_lost_attachments();
     bool attached(const std::string& name) const { return attachments_.count(name) != 0; }
     std::vector<interfaces::Interface> attached_interfaces() const;
     // Name of an ifindex seen since start, even if it has been detached since.

@@ -33,6 +33,30 @@ namespace {
 constexpr int attach_tcx_ingress = 46;
 constexpr int attach_tcx_egress = 47;
 
+// The head of the kernel's struct bpf_link_info with its tcx member (6.6+), which libbpf 1.1's and
+// Debian 12's UAPI headers lack: type, id, prog_id, then the union at offset 16 (it holds
+// __aligned_u64 members), whose tcx member is { __u32 ifindex; __u32 attach_type; }. The kernel
+// fills only what fits in the length passed, so a short buffer is fine.
+struct TcxLinkInfo {
+    __u32 type;
+    __u32 id;
+    __u32 prog_id;
+    __u32 padding;
+    __u32 ifindex; // 0 once the link is detached (bpftool link detach, device gone)
+    __u32 attach_type;
+};
+static_assert(offsetof(TcxLinkInfo, ifindex) == 16);
+constexpr __u32 link_type_tcx = 11; // BPF_LINK_TYPE_TCX
+
+// Whether a TCX link of ours is detached; false when that cannot be read.
+bool tcx_link_detached(int link_fd)
+{
+    TcxLinkInfo info{};
+    __u32 length = sizeof(info);
+    if (bpf_obj_get_info_by_fd(link_fd, &info, &length) != 0) return false;
+    return info.type == link_type_tcx && info.ifindex == 0;
+}
+
 // flowlatd's fixed clsact slot, so a restart finds and replaces what a killed instance left.
 // Priority 1 runs before other filters: a filter that classifies a packet ends classic tc's
 // walk, so running later would blind the probe. It returns TC_ACT_UNSPEC, so they still run.
@@ -280,6 +304,24 @@ void TcAttachment::detach_clsact()
         if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENODEV && err != -ENOENT && err != -EINVAL)
             spdlog::warn("{}: detach {} filter: {}", interface_, name, std::strerror(-err));
     }
+}
+
+std::vector<std::string_view> TcAttachment::lost_hooks() const
+{
+    std::vector<std::string_view> lost;
+    if (mode_ == AttachMode::tcx) {
+        if (ingress_link_.valid() && tcx_link_detached(ingress_link_.get())) lost.emplace_back("ingress");
+        if (egress_link_.valid() && tcx_link_detached(egress_link_.get())) lost.emplace_back("egress");
+        return lost;
+    }
+    for (auto [point, ours, name] : {std::tuple{BPF_TC_INGRESS, ingress_program_id_, "ingress"},
+                                     std::tuple{BPF_TC_EGRESS, egress_program_id_, "egress"}}) {
+        if (ours == 0) continue;
+        auto slot = query_slot(ifindex_, point);
+        if (!slot) continue;
+        if (!slot.value() || slot.value()->program_id != ours) lost.emplace_back(name);
+    }
+    return lost;
 }
 
 TcAttachment::~TcAttachment()

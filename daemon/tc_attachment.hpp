@@ -10,6 +10,8 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace flowlat::probe {
 
@@ -34,6 +36,14 @@ public:
     unsigned ifindex() const { return ifindex_; }
     AttachMode mode() const { return mode_; }
     LinkLayer link_layer() const { return link_; }
+
+    // The hooks ("ingress", "egress") where our program no longer runs because something outside
+    // flowlatd removed it: a clsact slot that is empty or runs another program id (`tc filter del`,
+    // `tc qdisc del ... clsact`, a foreign filter put in its place), or a TCX link the kernel reports
+    // detached (`bpftool link detach`). One RTM_GETTFILTER or BPF_OBJ_GET_INFO_BY_FD per hook, no
+    // capability needed. A hook whose state cannot be read (e.g. the device is going away) counts as
+    // present: the link watcher handles vanished interfaces.
+    std::vector<std::string_view> lost_hooks() const;
 
 private:
     TcAttachment(std::string interface, unsigned ifindex) : interface_(std::move(interface)), ifindex_(ifindex) {}
