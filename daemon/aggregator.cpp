@@ -61,6 +61,17 @@ std::size_t bucket_index(const std::vector<std::uint64_t>& bounds_ns, std::uint6
         std::lower_bound(bounds_ns.begin(), bounds_ns.end(), value_ns) - bounds_ns.begin());
 }
 
+void SeriesCounters::add(const SeriesCounters& other)
+{
+    for (std::size_t i = 0; i < handshakes.size(); ++i) handshakes[i] += other.handshakes[i];
+    syn_retransmits += other.syn_retransmits;
+    rtt_count += other.rtt_count;
+    rtt_sum_ns += other.rtt_sum_ns;
+    duration_count += other.duration_count;
+    duration_sum_ns += other.duration_sum_ns;
+    last_update_ns = std::max(last_update_ns, other.last_update_ns);
+}
+
 Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
     : policy_(std::move(policy)),
       bounds_(std::move(settings.buckets)),
@@ -193,15 +204,7 @@ void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redir
             index_.emplace(moved, slot);
             continue;
         }
-        auto& into = slots_[existing->second];
-        const auto& from_series = slots_[slot];
-        for (std::size_t i = 0; i < into.handshakes.size(); ++i) into.handshakes[i] += from_series.handshakes[i];
-        into.syn_retransmits += from_series.syn_retransmits;
-        into.rtt_count += from_series.rtt_count;
-        into.rtt_sum_ns += from_series.rtt_sum_ns;
-        into.duration_count += from_series.duration_count;
-        into.duration_sum_ns += from_series.duration_sum_ns;
-        into.last_update_ns = std::max(into.last_update_ns, from_series.last_update_ns);
+        slots_[existing->second].add(slots_[slot]);
         for (std::size_t i = 0; i < stride; ++i)
             buckets_[existing->second * stride + i] += buckets_[slot * stride + i];
         live_[slot] = false;

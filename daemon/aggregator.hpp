@@ -37,6 +37,9 @@ struct SeriesCounters {
     std::uint64_t duration_count{0};
     std::uint64_t duration_sum_ns{0};
     std::uint64_t last_update_ns{0}; // CLOCK_MONOTONIC of the newest event
+
+    // Adds another series' counts (two keys that become one label set); the key stays.
+    void add(const SeriesCounters& other);
 };
 
 // A copy of the series table, safe to render without any lock.

@@ -62,13 +62,7 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
             continue;
         }
         auto& row = rows.back();
-        for (std::size_t o = 0; o < row.counters.handshakes.size(); ++o)
-            row.counters.handshakes[o] += s.handshakes[o];
-        row.counters.syn_retransmits += s.syn_retransmits;
-        row.counters.rtt_count += s.rtt_count;
-        row.counters.rtt_sum_ns += s.rtt_sum_ns;
-        row.counters.duration_count += s.duration_count;
-        row.counters.duration_sum_ns += s.duration_sum_ns;
+        row.counters.add(s);
         add_into(row.rtt, snap.rtt_buckets(i));
         add_into(row.duration, snap.duration_buckets(i));
     }
