@@ -41,10 +41,12 @@ void for_each_line(std::string_view text, Fn&& fn)
     }
 }
 
-void keep(std::deque<std::string>& lines, std::string_view line)
+// Keeps the last kept_lines of a log and counts all of them.
+void keep(std::deque<std::string>& lines, std::size_t& count, std::string_view line)
 {
     lines.emplace_back(line);
     if (lines.size() > LogCapture::kept_lines) lines.pop_front();
+    ++count;
 }
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args)
@@ -111,20 +113,14 @@ void LogCapture::add(bool warning, std::string_view message)
         }
         if (const std::size_t at = line.find(end_marker); at != std::string_view::npos) {
             // A log without a final newline puts its last line in front of the marker.
-            if (inside_verifier_log_ && at > 0) {
-                keep(verifier_, line.substr(0, at));
-                ++verifier_count_;
-            }
+            if (inside_verifier_log_ && at > 0) keep(verifier_, verifier_count_, line.substr(0, at));
             inside_verifier_log_ = false;
             return;
         }
-        if (inside_verifier_log_) {
-            keep(verifier_, line);
-            ++verifier_count_;
-        } else if (warning) {
-            keep(warnings_, line);
-            ++warning_count_;
-        }
+        if (inside_verifier_log_)
+            keep(verifier_, verifier_count_, line);
+        else if (warning)
+            keep(warnings_, warning_count_, line);
     });
 }
 
