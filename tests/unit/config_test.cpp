@@ -1,5 +1,6 @@
 // Unit tests for the config module: parsing, validation, positions and messages.
 #include "config.hpp"
+#include "temp_file.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -79,20 +80,7 @@ IpAddress address(const char* text)
     return parsed->address;
 }
 
-// A scratch file removed when the test ends.
-struct TempFile {
-    std::filesystem::path path;
-    explicit TempFile(const std::string& content)
-    {
-        char name[] = "/tmp/flowlat_config_test_XXXXXX";
-        const int fd = mkstemp(name);
-        REQUIRE(fd >= 0);
-        close(fd);
-        path = name;
-        std::ofstream(path) << content;
-    }
-    ~TempFile() { std::filesystem::remove(path); }
-};
+using flowlat::testing::TempFile;
 
 // config/flowlatd.yaml: from $FLOWLAT_SOURCE_DIR, else the first parent of the working
 // directory or of the test binary that has it.

@@ -1,33 +1,16 @@
 // What the daemon runs on: the file (named, default path, or embedded default), then flags.
 #include "daemon_mode.hpp"
+#include "temp_file.hpp"
 
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 using namespace flowlat;
 
-namespace {
-
-struct TempFile {
-    std::string path;
-    explicit TempFile(const std::string& text)
-    {
-        char name[] = "/tmp/flowlat-effective-XXXXXX";
-        const int fd = mkstemp(name);
-        REQUIRE(fd >= 0);
-        close(fd);
-        path = name;
-        std::ofstream(path) << text;
-    }
-    ~TempFile() { std::remove(path.c_str()); }
-};
-
-} // namespace
+using flowlat::testing::TempFile;
 
 TEST_CASE("flags override the keys of the named file", "[config][cli]")
 {
@@ -37,7 +20,7 @@ TEST_CASE("flags override the keys of the named file", "[config][cli]")
                         "handshake_timeout: 3s\n"
                         "max_series: 77\n");
     cli::Options options;
-    options.config_file = file.path;
+    options.config_file = file.path.string();
 
     auto from_file = load_effective_config(options);
     REQUIRE(from_file.config);
@@ -63,7 +46,7 @@ TEST_CASE("a flag's value is validated like the key it overrides", "[config][cli
 {
     const TempFile file("max_series: 10\n");
     cli::Options options;
-    options.config_file = file.path;
+    options.config_file = file.path.string();
     options.listen_addresses = {"[::1]:10435"};
     const auto loaded = load_effective_config(options);
     REQUIRE_FALSE(loaded.config);
