@@ -42,24 +42,31 @@ std::string dechunk(const std::string& raw)
     return body;
 }
 
-// A minimal HTTP/1.1 client for 127.0.0.1: one request, Connection: close.
-Response get(std::uint16_t port, const std::string& path, const std::string& extra_headers = "")
+// The raw bytes of one HTTP/1.1 exchange with host:port (Connection: close).
+std::string raw_get(const char* host, std::uint16_t port, const std::string& path,
+                    const std::string& extra_headers = "")
 {
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(inet_pton(AF_INET, host, &address.sin_addr) == 1);
     REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
     const std::string request =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + extra_headers + "\r\n";
+        "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n" + extra_headers + "\r\n";
     REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
     std::string raw;
     char buffer[4096];
     for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) raw.append(buffer, static_cast<std::size_t>(n));
     close(fd);
+    return raw;
+}
 
+// A minimal HTTP/1.1 client for 127.0.0.1: one request, the response parsed and de-chunked.
+Response get(std::uint16_t port, const std::string& path, const std::string& extra_headers = "")
+{
+    const std::string raw = raw_get("127.0.0.1", port, path, extra_headers);
     Response response;
     const auto head_end = raw.find("\r\n\r\n");
     REQUIRE(head_end != std::string::npos);
@@ -231,28 +238,6 @@ TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
     CHECK_FALSE(http::accepts_gzip(""));
 }
 
-namespace {
-
-// The raw bytes of one HTTP/1.1 exchange with `host`:`port` (Connection: close).
-std::string raw_get(const char* host, std::uint16_t port, const std::string& path)
-{
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    REQUIRE(fd >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    REQUIRE(inet_pton(AF_INET, host, &address.sin_addr) == 1);
-    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
-    std::string raw;
-    char buffer[4096];
-    for (ssize_t n; (n = read(fd, buffer, sizeof(buffer))) > 0;) raw.append(buffer, static_cast<std::size_t>(n));
-    close(fd);
-    return raw;
-}
-
-} // namespace
 
 TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback listener stops at once",
           "[metrics][http]")
