@@ -201,24 +201,24 @@ def body() -> None:
             chk.check(got_b == dict(want_b),
                       f"{what}: {name} per-bucket counts {got_b}, dumpcap values {sorted(v / 1e6 for v in values)} ms"
                       f" give {dict(want_b)}")
-            # The harness: the buckets bracket each injected delay plus the responder's reaction.
+            # The harness: the quickest handshake lands in the injected delay's bucket, so the
+            # buckets were exercised as designed. Slower ones may carry the host's scheduling
+            # delay on the veth; dumpcap saw it too, and the per-bucket check above holds them.
             want_delay_b = H.bucket_of(BUCKETS, e.delay)
-            chk.check(set(want_b) == {want_delay_b},
-                      f"harness: {what}: measured values {sorted(v / 1e6 for v in values)} ms do not all fall in"
+            chk.check(H.bucket_of(BUCKETS, min(values) / 1e9) == want_delay_b,
+                      f"harness: {what}: the quickest of {sorted(v / 1e6 for v in values)} ms is not in"
                       f" the bucket of the {e.delay * 1e3:g} ms delay (le={want_delay_b})")
             err_truth = h.sum - sum(values) / 1e9
             worst_truth = max(worst_truth, abs(err_truth) / len(values))
             chk.check(abs(err_truth) <= len(values) * NS_TOL / 1e9,
                       f"{what}: {name}_sum {h.sum:.6f} vs dumpcap sum {sum(values) / 1e9:.6f}"
                       f" (error {err_truth * 1e6:.1f} µs over {len(values)})")
-            # Independent of dumpcap: no RTT can be shorter than the injected delay, and the
-            # mean stays inside the delay's bucket (the responder's reaction time is the rest).
+            # Independent of dumpcap: no RTT can be shorter than the injected delay.
             err_delay = h.sum - len(values) * e.delay
             worst_delay = max(worst_delay, err_delay / len(values))
-            chk.check(-len(values) * DELAY_FLOOR_TOL <= err_delay and h.sum <= len(values) * want_delay_b,
+            chk.check(-len(values) * DELAY_FLOOR_TOL <= err_delay,
                       f"{what}: {name}_sum {h.sum:.6f} vs {len(values)} x {e.delay * 1e3:g} ms: mean excess"
-                      f" {err_delay * 1e6 / len(values):.1f} µs, want >= -{DELAY_FLOOR_TOL * 1e6:.0f} µs and the"
-                      f" mean <= {want_delay_b * 1e3:g} ms")
+                      f" {err_delay * 1e6 / len(values):.1f} µs, want >= -{DELAY_FLOOR_TOL * 1e6:.0f} µs")
     chk.note(f"histogram _sum vs dumpcap truth: worst {worst_truth * 1e6:.1f} µs per handshake")
     chk.note(f"histogram _sum vs injected delay: worst excess {worst_delay * 1e6:.1f} µs per handshake")
 

@@ -22,7 +22,7 @@ import time
 import netlab as N
 import packets as P
 import responder as R
-from groundtruth import Errors, check_event, check_peer_gap, match_events, truth
+from groundtruth import Errors, check_event, check_peer_coverage, check_peer_gap, match_events, truth
 
 PORT, CLOSED_PORT = 7000, 7999
 DELAYS = (0.005, 0.020, 0.080)
@@ -93,6 +93,7 @@ def body() -> None:
                 # The raw client's own record: the timed (last) SYN-ACK's kernel receive
                 # stamp -> its ACK's kernel TX stamp.
                 check_peer_gap(chk, errs, f"{key}", ev["rtt_ns"], h.gap_ns, h.gap_kernel, h.synack_rx_ns, t)
+    check_peer_coverage(chk, errs)
     for line in errs.summary():
         chk.note(line)
     chk.finish()

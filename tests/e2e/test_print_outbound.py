@@ -22,7 +22,7 @@ from ipaddress import ip_address
 
 import netlab as N
 import responder as R
-from groundtruth import Errors, check_event, check_peer_gap, match_events_in_order, truth
+from groundtruth import Errors, check_event, check_peer_coverage, check_peer_gap, match_events_in_order, truth
 
 DELAYS = {5001: 0.005, 5002: 0.020, 5003: 0.080}
 CLOSED_PORT = 5004
@@ -114,6 +114,7 @@ def body() -> None:
         if chk.check(len(answers) >= 1, f"{what}: the responder recorded no answer to its SYN"):
             a = answers[0]
             check_peer_gap(chk, errs, what, ev["rtt_ns"], a.gap_ns, a.gap_kernel, a.syn_rx_ns, t)
+    check_peer_coverage(chk, errs)
     for line in errs.summary():
         chk.note(line)
     chk.finish()
