@@ -7,6 +7,7 @@
 #include "logging.hpp"
 #include "metrics_exposition.hpp"
 #include "process_metrics.hpp"
+#include "signal_policy.hpp"
 #include "startup.hpp"
 #include "systemd_notify.hpp"
 
@@ -107,13 +108,20 @@ int Daemon::run()
     }
     loop_ = std::move(loop).value();
     // Before any thread exists (civetweb's workers), so that every thread inherits the mask.
-    Status signals = loop_->on_signals({SIGINT, SIGTERM, SIGHUP}, [this](int signal) {
-        if (signal == SIGHUP) {
-            reload();
+    signal_policy::ignore_broken_pipes();
+    Status signals = loop_->on_signals(signal_policy::handled_signals(), [this](int signal) {
+        using signal_policy::Action;
+        switch (signal_policy::action_for(signal_policy::Mode::daemon, signal)) {
+        case Action::reload: reload(); return;
+        case Action::stop:
+            spdlog::info("received {}, shutting down", signal_policy::signal_name(signal));
+            loop_->stop();
+            return;
+        case Action::ignore:
+            spdlog::warn("received {}, ignored (HUP reloads; INT, TERM or QUIT stop)",
+                         signal_policy::signal_name(signal));
             return;
         }
-        spdlog::info("received {}, shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
-        loop_->stop();
     });
     if (!signals) {
         startup::report({"flowlatd: " + signals.error().message(), ""});

@@ -21,7 +21,9 @@ EffectiveConfig load_effective_config(const cli::Options& options);
 // --config.check: 0 when valid, 1 with every error printed as file:line:column: key: message.
 int run_config_check(const cli::Options& options);
 
-// Returns the process exit code: 0 after SIGTERM/SIGINT, 1 for an invalid config, 2 on start-up errors.
+// Returns the process exit code: 0 after SIGTERM, SIGINT, SIGQUIT or SIGXCPU, 1 for an
+// invalid config, 2 on start-up errors. SIGHUP reloads; other signals that would end the
+// process (USR1, ALRM, ...) are logged and ignored (signal_policy.hpp).
 int run_daemon_mode(const cli::Options& options);
 
 } // namespace flowlat

@@ -58,7 +58,7 @@ Status EventLoop::every(std::chrono::milliseconds interval, std::function<void()
     return Ok{};
 }
 
-Status EventLoop::on_signals(std::initializer_list<int> signals, std::function<void(int)> handler)
+Status EventLoop::on_signals(std::span<const int> signals, std::function<void(int)> handler)
 {
     sigset_t mask;
     sigemptyset(&mask);

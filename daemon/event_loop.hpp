@@ -7,9 +7,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <initializer_list>
 #include <map>
 #include <memory>
+#include <span>
 #include <vector>
 
 namespace flowlat {
@@ -22,7 +22,7 @@ public:
     Status unwatch(int fd);
     Status every(std::chrono::milliseconds interval, std::function<void()> on_tick);
     // Blocks the signals for the whole process and delivers them here instead.
-    Status on_signals(std::initializer_list<int> signals, std::function<void(int)> handler);
+    Status on_signals(std::span<const int> signals, std::function<void(int)> handler);
 
     void run();
     void stop() { running_ = false; }

@@ -1,5 +1,6 @@
 #include "print_mode.hpp"
 
+#include "signal_policy.hpp"
 #include "startup.hpp"
 
 #include <fcntl.h>
@@ -17,26 +18,18 @@ namespace flowlat {
 
 namespace {
 
-// INT and TERM stop; HUP is the terminal going away (there is no configuration to reload).
-constexpr int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
-const char* signal_name(int signal)
-{
-    switch (signal) {
-    case SIGINT: return "SIGINT";
-    case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP";
-    default: return "a signal";
-    }
-}
+using signal_policy::Action;
+using signal_policy::Mode;
+using signal_policy::signal_name;
 
 // A stop signal that arrived while start-up had them blocked (0 if none).
 int pending_stop_signal()
 {
     sigset_t pending;
     if (sigpending(&pending) != 0) return 0;
-    for (int signal : stop_signals)
-        if (sigismember(&pending, signal) == 1) return signal;
+    for (int signal : signal_policy::handled_signals())
+        if (sigismember(&pending, signal) == 1 && signal_policy::action_for(Mode::print, signal) == Action::stop)
+            return signal;
     return 0;
 }
 
@@ -63,10 +56,7 @@ int run_print_mode(const cli::Options& options)
 {
     // A closed reader (`| head -1`) must not kill flowlatd before it detaches: the write
     // fails with EPIPE instead, and that stops the loop like a signal.
-    struct sigaction ignore{};
-    ignore.sa_handler = SIG_IGN;
-    sigemptyset(&ignore.sa_mask);
-    sigaction(SIGPIPE, &ignore, nullptr);
+    signal_policy::ignore_broken_pipes();
 
     auto loop = EventLoop::create();
     if (!loop) {
@@ -78,7 +68,11 @@ int run_print_mode(const cli::Options& options)
     // Before anything is loaded or attached, so that a signal during start-up cannot kill
     // flowlatd with filters attached: it waits, and start-up checks for it between steps.
     int stop_signal = 0;
-    Status signals = event_loop.on_signals({SIGINT, SIGTERM, SIGHUP}, [&](int signal) {
+    Status signals = event_loop.on_signals(signal_policy::handled_signals(), [&](int signal) {
+        if (signal_policy::action_for(Mode::print, signal) != Action::stop) {
+            spdlog::warn("received {}, ignored (INT, TERM, QUIT or HUP stop --print)", signal_name(signal));
+            return;
+        }
         spdlog::info("received {}, detaching", signal_name(signal));
         stop_signal = signal;
         event_loop.stop();

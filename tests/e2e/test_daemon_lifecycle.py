@@ -24,7 +24,8 @@ Daemon 2 runs with interfaces: [flc0, nosuch0] and its listen address from the f
 /healthz 503 naming nosuch0, flowlat_probe_attached{interface="nosuch0"} 0; once nosuch0
 is created: 1 and 200. A reload that changes web.listen_addresses moves the listener (the
 old port is closed); one to a port that is taken fails (reload metric 0) and the previous
-listener serves again.
+listener serves again. Stray USR1, USR2, ALRM, PWR and RTMIN+2 are each logged as ignored,
+and nothing changes; SIGQUIT then stops it like SIGTERM (exit 0 within 2 s, detached).
 """
 import os
 import re
@@ -37,6 +38,8 @@ import responder as R
 
 PORT = 5001
 SHUTDOWN_LIMIT = 2.0
+# Signals whose default action ends a process; flowlatd must log and ignore them.
+STRAY_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGPWR, signal.SIGRTMIN + 2)
 PLANS = {PORT: R.PortPlan(delay=0.005)}
 # The interface that comes and goes matches flc* and holds a quote and a backslash (both
 # legal in Linux interface names), so its label must be escaped in the exposition.
@@ -103,6 +106,13 @@ def sighup(chk: N.Checker, fl: H.Daemon, path: str, text: str, expect_ok: bool, 
     # The outcome is logged a moment before the reload metric is set; the caller checks it.
     want = 1 if expect_ok else 0
     return fl.wait_metrics(lambda m: m.value("flowlat_config_last_reload_successful") == want, 2, what)
+
+
+def signal_name(sig: int) -> str:
+    """The name flowlatd logs (it counts real-time signals from SIGRTMIN, as glibc does)."""
+    if signal.SIGRTMIN <= sig <= signal.SIGRTMAX:
+        return "SIGRTMIN" if sig == signal.SIGRTMIN else f"SIGRTMIN+{sig - signal.SIGRTMIN}"
+    return signal.Signals(sig).name
 
 
 def kernel_objects(lab: N.Lab, ifname: str) -> list[tuple[int, int]]:
@@ -311,9 +321,28 @@ def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
     finally:
         blocker.close()
 
-    rc, took = fl.terminate_timed(signal.SIGTERM)
-    chk.check(rc == 0, f"daemon 2: exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
-    chk.check(not N.attachments(lab.client_ns, "nosuch0").flowlat(), "flowlat still attached to nosuch0 after exit")
+    # Stray signals whose default action would kill the process: logged, ignored, nothing lost.
+    before = counters(fl.scrape())
+    for sig in STRAY_SIGNALS:
+        since = fl.log_count()
+        fl.kill(sig)
+        line = fl.wait_log("ignored", since, 5)
+        chk.check(line is not None and signal_name(sig) in line,
+                  f"{signal_name(sig)}: want a log line naming it as ignored; log: {[l for _, l in fl.stderr[since:]]}")
+        chk.check(fl.alive(), f"flowlatd exited on {signal_name(sig)} (rc={fl.proc.poll()})")
+        if not fl.alive():
+            N.fail_hard(f"flowlatd is gone after {signal_name(sig)}, cannot continue")
+    m = fl.scrape()
+    chk.check(counters(m) == before and m.value("flowlat_probe_attached", default=None, interface="nosuch0") == 1,
+              f"after stray signals: counters {counters(m)} (were {before}), attached {m.find('flowlat_probe_attached')}")
+    chk.check(fl.get("/healthz").status == 200, "after stray signals: /healthz is not 200")
+
+    # SIGQUIT stops like SIGTERM: exit 0, probes detached.
+    rc, took = fl.terminate_timed(signal.SIGQUIT)
+    chk.check(rc == 0 and took <= SHUTDOWN_LIMIT,
+              f"daemon 2: SIGQUIT gave exit code {rc} after {took:.2f}s\n{fl.stderr_text()[-2000:]}")
+    for ifname in (lab.client_if, "nosuch0"):
+        chk.check(not N.attachments(lab.client_ns, ifname).flowlat(), f"flowlat still attached to {ifname} after SIGQUIT")
 
 
 def daemon_default(chk: N.Checker, lab: N.Lab) -> None:

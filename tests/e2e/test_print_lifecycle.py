@@ -19,7 +19,8 @@ links) outlive a killed process, so a missed detach shows in `tc filter show`:
   4. `flowlatd --print=json | head -1`: head exits after the first handshake's line;
      flowlatd notices the reader has gone without waiting for another line, detaches,
      exits 0 (a second handshake is made if it did not, to expose a SIGPIPE death).
-  5. SIGHUP (the terminal hung up): detach, exit 0.
+  5. SIGUSR1 and SIGALRM are logged as ignored and the next handshake is still printed;
+     then SIGHUP (the terminal hung up): detach, exit 0. The same again ending with SIGQUIT.
   6. SIGTERM during attach: stderr is a pipe filled to capacity, so flowlatd blocks on its
      first log line, "flc0: probe attached", with flc0 attached and flc1 not yet; SIGTERM
      then, and the pipe drained: flowlatd attaches nothing more, detaches flc0, exits 0.
@@ -190,7 +191,8 @@ def body() -> None:
     chk.note(f"clsact mode: max |rtt - dumpcap truth| = {max([abs(e) for e in errs.rtt] or [0]) / 1000:.1f} µs")
 
     run_head(chk, lab)
-    run_sighup(chk, lab)
+    run_stop_signal(chk, lab, signal.SIGHUP)
+    run_stop_signal(chk, lab, signal.SIGQUIT)
     run_sigterm_during_attach(chk, lab, ifnames)
     run_dev_full(chk, lab)
     chk.finish()
@@ -278,18 +280,28 @@ def run_head(chk: N.Checker, lab: N.Lab) -> None:
     chk.check(foreign_filters_present(lab), f"{what}: the foreign u32 filters were removed")
 
 
-def run_sighup(chk: N.Checker, lab: N.Lab) -> None:
+def run_stop_signal(chk: N.Checker, lab: N.Lab, sig: int) -> None:
+    """Stray signals first (logged and ignored: the handshake after them is still printed),
+    then `sig` stops --print: exit 0, detached."""
+    what = signal.Signals(sig).name
     fl = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"], env=CLSACT)
     fl.wait_ready()
-    chk.check(len(tc_flowlat(lab, lab.client_if)) >= 2, "SIGHUP: flowlat filters not attached")
+    chk.check(len(tc_flowlat(lab, lab.client_if)) >= 2, f"{what}: flowlat filters not attached")
+    for stray in (signal.SIGUSR1, signal.SIGALRM):
+        fl.proc.send_signal(stray)
+        name = signal.Signals(stray).name
+        ignored = fl.wait_for(lambda: any(name in l and "ignored" in l for _, l in fl.stderr), 3)
+        chk.check(ignored and fl.proc.poll() is None,
+                  f"{name}: want a log line naming it as ignored and flowlatd running (rc={fl.proc.poll()})\n"
+                  f"{fl.stderr_text()}")
     lab.connect(4, 5001, timeout=3)
     fl.wait_for(lambda: len(fl.stdout) >= 1, 3)
-    rc = fl.stop(signal.SIGHUP)
-    chk.check(rc == 0, f"SIGHUP: exit code {rc} (want 0)\n{fl.stderr_text()}")
-    chk.check(len(fl.json_lines()) == 1, f"SIGHUP: want the handshake's line, got {fl.stdout}")
+    rc = fl.stop(sig)
+    chk.check(rc == 0, f"{what}: exit code {rc} (want 0)\n{fl.stderr_text()}")
+    chk.check(len(fl.json_lines()) == 1, f"{what}: want the handshake's line, got {fl.stdout}")
     left = tc_flowlat(lab, lab.client_if)
-    chk.check(not left, f"SIGHUP: flowlat filters left on {lab.client_if}: {left}")
-    chk.check(foreign_filters_present(lab), "SIGHUP: the foreign u32 filters were removed")
+    chk.check(not left, f"{what}: flowlat filters left on {lab.client_if}: {left}")
+    chk.check(foreign_filters_present(lab), f"{what}: the foreign u32 filters were removed")
 
 
 def run_sigterm_during_attach(chk: N.Checker, lab: N.Lab, ifnames: list[str]) -> None:
