@@ -10,8 +10,14 @@
 // the same number of distinct frames is their floor. A round inserts `batch` new flows
 // (SYN), then completes all of them (SYN-ACK: lookup, map delete, ring submit), then the
 // reader drains the ring. Rounds alternate with the empty program so drift hits both.
+//
+// The same rounds time bench/bpf/primitives.bpf.c over the same frames: only the clock and
+// the map and ring calls those two paths must make, on maps shaped like the probe's. They are
+// reference rows: the probe's row minus the primitive's is the probe's own logic.
 #include "bench_common.hpp"
 #include "bench_empty.skel.h"
+#include "bench_primitives.skel.h"
+#include "primitives.h"
 
 #include "event_reader.hpp"
 #include "flowlat_abi.hpp"
@@ -64,6 +70,27 @@ std::string plus(double figure, double floor)
     return text;
 }
 
+// The primitives read the key at fixed offsets (primitives.h); these are the frames they get.
+bool primitive_offsets_hold(const Frame& frame)
+{
+    return frame.size() >= BENCH_PRIM_TCP_OFF + 20 && frame[12] == 0x08 && frame[13] == 0x00 &&
+           frame[BENCH_PRIM_IP_OFF] == 0x45 && frame[BENCH_PRIM_IP_OFF + 9] == 6;
+}
+
+using Primitives = std::unique_ptr<bench_primitives, decltype(&bench_primitives__destroy)>;
+
+// Open, give the maps the sizes the probe under test was loaded with, load.
+Primitives load_primitives(const probe::ProbeOptions& options)
+{
+    Primitives prim(bench_primitives__open(), &bench_primitives__destroy);
+    if (!prim) return prim;
+    if (bpf_map__set_max_entries(prim->maps.prim_flows, options.flow_table_size) != 0 ||
+        bpf_map__set_max_entries(prim->maps.prim_events, options.ring_buffer_size) != 0 ||
+        bench_primitives__load(prim.get()) != 0)
+        prim.reset();
+    return prim;
+}
+
 std::uint16_t port_of(std::uint32_t i) { return static_cast<std::uint16_t>(10000 + i % 50000); }
 std::uint32_t peer_of(std::uint32_t i) { return v4(198, 19, (i / 50000) & 0xff, 1 + (i / 50000 >> 8) % 250); }
 
@@ -104,6 +131,21 @@ int main(int argc, char** argv)
         return 2;
     }
     const int empty_fd = bpf_program__fd(empty->progs.bench_empty);
+    const Primitives prim = load_primitives(options);
+    if (!prim) {
+        std::fprintf(stderr, "bench_kernel: cannot load the primitives program\n");
+        return 2;
+    }
+    const int prim_insert = bpf_program__fd(prim->progs.prim_insert);
+    const int prim_complete = bpf_program__fd(prim->progs.prim_complete);
+    std::uint64_t prim_delivered = 0;
+    auto prim_reader_result = probe::EventReader::open(
+        bpf_map__fd(prim->maps.prim_events), [&](std::span<const HandshakeEvent> b) { prim_delivered += b.size(); });
+    if (!prim_reader_result) {
+        std::fprintf(stderr, "bench_kernel: %s\n", prim_reader_result.error().message().c_str());
+        return 2;
+    }
+    auto prim_reader = std::move(prim_reader_result).value();
     const int ingress = probe->ingress_program_fd();
     const int egress = probe->egress_program_fd();
 
@@ -153,14 +195,18 @@ int main(int argc, char** argv)
     // Twice: a small batch whose flows stay in cache, and a large one (16,384 pending flows,
     // as a busy host with long RTTs has) whose map buckets and entries are cache-cold.
     std::uint32_t offset = 0;
-    std::uint64_t expected = 0;
+    std::uint64_t expected = 0, prim_expected = 0;
     for (const auto& [batch, batch_rounds, label] :
          {std::tuple<std::uint32_t, int, const char*>{smoke ? 64u : 256u, smoke ? 1 : 64, "warm"},
           std::tuple<std::uint32_t, int, const char*>{smoke ? 512u : 16384u, smoke ? 1 : 8, "cold"}}) {
-    Samples empty_single, syn_new, synack_done, in_syn_new, in_synack, in_ack_done;
+    Samples empty_single, syn_new, synack_done, in_syn_new, in_synack, in_ack_done, prim_new, prim_done;
     Frame syn = tcp4_frame({.flags = tcp::syn, .linux_syn_options = true, .tsval = 1000});
     Frame synack = tcp4_frame({.flags = tcp::syn | tcp::ack, .linux_syn_options = true, .tsval = 5000, .tsecr = 1000});
     Frame ack = tcp4_frame({.flags = tcp::ack});
+    if (!primitive_offsets_hold(syn) || !primitive_offsets_hold(synack)) {
+        std::fprintf(stderr, "bench_kernel: the frames do not match primitives.h's offsets\n");
+        return 2;
+    }
     for (int r = 0; r < batch_rounds; ++r) {
         const std::uint32_t base = offset + static_cast<std::uint32_t>(r) * batch * 2;
         for (std::uint32_t i = 0; i < batch; ++i) {
@@ -168,16 +214,39 @@ int main(int argc, char** argv)
             empty_single.values.push_back(test_run(empty_fd, syn, 1).duration_ns);
         }
         // Outbound: our SYN on egress (new entry), the peer's SYN-ACK on ingress completes it.
-        for (std::uint32_t i = 0; i < batch; ++i) {
-            patch_tcp4(syn, local, peer_of(base + i), port_of(base + i), 443, base + i, 0);
-            syn_new.values.push_back(test_run(egress, syn, 1).duration_ns);
+        // The primitives take the same frames (their own maps, so the tuples may repeat); which
+        // of the two goes first alternates by round, so neither always follows the drain.
+        auto probe_outbound = [&] {
+            for (std::uint32_t i = 0; i < batch; ++i) {
+                patch_tcp4(syn, local, peer_of(base + i), port_of(base + i), 443, base + i, 0);
+                syn_new.values.push_back(test_run(egress, syn, 1).duration_ns);
+            }
+            for (std::uint32_t i = 0; i < batch; ++i) {
+                patch_tcp4(synack, peer_of(base + i), local, 443, port_of(base + i), 900, base + i + 1);
+                synack_done.values.push_back(test_run(ingress, synack, 1).duration_ns);
+            }
+            expected += batch;
+            reader->drain();
+        };
+        auto primitives = [&] {
+            for (std::uint32_t i = 0; i < batch; ++i) {
+                patch_tcp4(syn, local, peer_of(base + i), port_of(base + i), 443, base + i, 0);
+                prim_new.values.push_back(test_run(prim_insert, syn, 1).duration_ns);
+            }
+            for (std::uint32_t i = 0; i < batch; ++i) {
+                patch_tcp4(synack, peer_of(base + i), local, 443, port_of(base + i), 900, base + i + 1);
+                prim_done.values.push_back(test_run(prim_complete, synack, 1).duration_ns);
+            }
+            prim_expected += batch;
+            prim_reader->drain();
+        };
+        if (r % 2 == 0) {
+            probe_outbound();
+            primitives();
+        } else {
+            primitives();
+            probe_outbound();
         }
-        for (std::uint32_t i = 0; i < batch; ++i) {
-            patch_tcp4(synack, peer_of(base + i), local, 443, port_of(base + i), 900, base + i + 1);
-            synack_done.values.push_back(test_run(ingress, synack, 1).duration_ns);
-        }
-        expected += batch;
-        reader->drain();
         // Inbound: the client's SYN on ingress, our SYN-ACK on egress, the client's ACK completes.
         const std::uint32_t ib = base + batch;
         for (std::uint32_t i = 0; i < batch; ++i) {
@@ -211,14 +280,26 @@ int main(int argc, char** argv)
     stateful("SYN, new entry (inbound, ingress)", in_syn_new, 200);
     stateful("SYN-ACK sent (inbound, egress: timed, filter bucket)", in_synack, 0);
     stateful("ACK completing (inbound: delete + ring submit)", in_ack_done, 250);
+    stateful("primitive: hash insert + clock", prim_new, 0);
+    stateful("primitive: lookup + delete + ring submit", prim_done, 0);
     note("kernel", std::string(label) + " medians of per-call durations (repeat 1): empty " +
                        fmt_ns(median(empty_single.values)) + ", SYN new " + fmt_ns(median(syn_new.values)) +
-                       ", SYN-ACK completing " + fmt_ns(median(synack_done.values)));
+                       ", SYN-ACK completing " + fmt_ns(median(synack_done.values)) + ", primitive insert " +
+                       fmt_ns(median(prim_new.values)) + ", primitive complete " + fmt_ns(median(prim_done.values)));
     }
     const auto counters = probe->read_counters();
     note("kernel", "stateful rounds: " + std::to_string(delivered) + " events delivered of " +
                        std::to_string(expected) + " expected; events_lost " + std::to_string(counters.events_lost) +
                        ", flow_table_full " + std::to_string(counters.flow_table_full));
+    {
+        // Every primitive insert was found, deleted and reported: none left in its table.
+        flowlat_flow_key next{};
+        const bool prim_table_empty = bpf_map_get_next_key(bpf_map__fd(prim->maps.prim_flows), nullptr, &next) != 0;
+        note("kernel", "primitives: " + std::to_string(prim_delivered) + " events delivered of " +
+                           std::to_string(prim_expected) + " expected (" +
+                           std::to_string(prim_reader->malformed_records()) + " malformed); their table " +
+                           (prim_table_empty ? "empty" : "NOT empty") + " afterwards");
+    }
     // ---- SYN with the flow table full ----------------------------------------------------
     {
         // Fill every slot from user space (the daemon's default size), then time a new tuple.
