@@ -106,7 +106,7 @@ int main(int argc, char** argv)
     probe::ProbeOptions options;
     // As the daemon runs it: wake the reader only once 64 KiB are queued.
     options.ring_wakeup_bytes = 64 * 1024;
-    // A cold round queues 16,384 records (1 MiB) before the reader drains them; with the
+    // A cold round queues 16,384 records (about 1.4 MiB of 88-byte slots) before the reader drains them; with the
     // daemon's 1 MiB default the ring would fill and the completing paths would time a
     // failed reserve instead of a submit.
     options.ring_buffer_size = 8u * 1024 * 1024;
@@ -125,8 +125,9 @@ int main(int argc, char** argv)
     }
     auto reader = std::move(reader_result).value();
 
-    bench_empty* empty = bench_empty__open_and_load();
-    if (empty == nullptr) {
+    const std::unique_ptr<bench_empty, decltype(&bench_empty__destroy)> empty(bench_empty__open_and_load(),
+                                                                              &bench_empty__destroy);
+    if (!empty) {
         std::fprintf(stderr, "bench_kernel: cannot load the empty program\n");
         return 2;
     }
@@ -334,6 +335,5 @@ int main(int argc, char** argv)
         // (Not needed afterwards: this section runs last.)
     }
 
-    bench_empty__destroy(empty);
     return 0;
 }
