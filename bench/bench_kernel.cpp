@@ -106,9 +106,9 @@ int main(int argc, char** argv)
     probe::ProbeOptions options;
     // As the daemon runs it: wake the reader only once 64 KiB are queued.
     options.ring_wakeup_bytes = 64 * 1024;
-    // A cold round queues 16,384 records (about 1.4 MiB of 88-byte slots) before the reader drains them; with the
-    // daemon's 1 MiB default the ring would fill and the completing paths would time a
-    // failed reserve instead of a submit.
+    // A cold round queues 16,384 records (about 1.4 MiB of 88-byte slots) before the reader
+    // drains them; with the daemon's 1 MiB default the ring would fill and the completing
+    // paths would time a failed reserve instead of a submit.
     options.ring_buffer_size = 8u * 1024 * 1024;
     auto loaded = probe::Probe::load(options, nullptr);
     if (!loaded) {
