@@ -55,8 +55,6 @@ probe::ProbeOptions probe_options_from(const config::Config& config)
     return options;
 }
 
-// How often the hooks are checked for removal by someone else, and failed attachments retried.
-constexpr std::chrono::seconds attachment_check_interval{5};
 
 class Daemon {
 public:
@@ -155,7 +153,7 @@ int Daemon::run()
 
     loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
     loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(probe::monotonic_now_ns()); });
-    loop_->every(attachment_check_interval, [this] { check_attachments(); });
+    loop_->every(probe::attachment_check_interval, [this] { check_attachments(); });
     if (auto interval = systemd::watchdog_interval())
         loop_->every(*interval, [] { systemd::watchdog_ping(); });
 

@@ -10,9 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
+#include <string>
 
 namespace flowlat {
 
@@ -49,6 +53,43 @@ bool stdout_reader_gone()
     pollfd fd{STDOUT_FILENO, POLLOUT, 0};
     return poll(&fd, 1, 0) == 1 && (fd.revents & POLLERR) != 0;
 }
+
+// Someone may remove our clsact filter (or the qdisc) or detach a TCX link while --print
+// runs; the output would then stop without a word. Every few seconds, as the daemon does,
+// hooks that went missing are attached again, found again by name (the interface may have
+// been re-created). A failure is logged once per distinct message and retried.
+class HookHealer {
+public:
+    explicit HookHealer(probe::ProbeSession& session) : session_(session) {}
+
+    void check()
+    {
+        for (auto& name : session_.drop_lost_attachments()) missing_.insert(std::move(name));
+        if (missing_.empty()) return;
+        const auto present = interfaces::list_all();
+        for (auto name = missing_.begin(); name != missing_.end();) {
+            const auto found = std::find_if(present.begin(), present.end(),
+                                            [&](const interfaces::Interface& i) { return i.name == *name; });
+            const Status attached =
+                found == present.end() ? Status(Error{"attach to " + *name + ": no such interface"}) : session_.attach(*found);
+            if (attached) {
+                spdlog::info("{}: probe attached again", *name);
+                last_error_.erase(*name);
+                name = missing_.erase(name);
+                continue;
+            }
+            std::string& last = last_error_[*name];
+            if (last != attached.error().message()) spdlog::error("cannot {}", attached.error().message());
+            last = attached.error().message();
+            ++name;
+        }
+    }
+
+private:
+    probe::ProbeSession& session_;
+    std::set<std::string> missing_;
+    std::map<std::string, std::string> last_error_;
+};
 
 } // namespace
 
@@ -147,6 +188,8 @@ int run_print_mode(const cli::Options& options)
             if (!watched) spdlog::warn("cannot watch stdout for a closed reader: {}", watched.error().message());
         }
         event_loop.every(std::chrono::seconds(60), [&] { clock.resync(); });
+        HookHealer healer(*session);
+        event_loop.every(probe::attachment_check_interval, [&] { healer.check(); });
 
         std::string names;
         for (const auto& interface : chosen) names += (names.empty() ? "" : ", ") + interface.name;

@@ -9,12 +9,17 @@
 #include "tc_attachment.hpp"
 #include "timeout_sweeper.hpp"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace flowlat::probe {
+
+// How often both modes check their hooks for removal by someone else (drop_lost_attachments)
+// and retry attachments that failed.
+inline constexpr std::chrono::seconds attachment_check_interval{5};
 
 class ProbeSession {
 public:

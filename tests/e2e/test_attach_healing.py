@@ -10,7 +10,8 @@ clsact mode (FLOWLATD_ATTACH_MODE=clsact), daemon on the lab's veth, one handsha
 3. A foreign program replaces our ingress filter in our slot (handle 0xf10a, priority 1): it is never
    deleted; probe_attached goes to 0 and /healthz to 503 naming "held by another program". Once its
    owner removes it, the periodic retry attaches again: probe_attached 1, counter 4.
-TCX mode: `bpftool link detach` of our ingress link heals the same way, counter 5.
+TCX mode, a new daemon: `bpftool link detach` of our ingress link heals the same way.
+--print (clsact mode): `tc qdisc del dev X clsact` heals the same way, and the next handshake is printed.
 
 Uses one private lab (198.18.0.0/15, fd00::/8) and a raw-socket responder.
 """
@@ -162,7 +163,35 @@ def body() -> None:
     handshake_counted(chk, lab, fl, 2, "tcx: after bpftool link detach")
     rc, _ = fl.terminate_timed()
     chk.check(rc == 0, f"tcx: SIGTERM exits 0, got {rc}")
+
+    print_mode_heals(chk, lab)
     chk.finish()
+
+
+def print_mode_heals(chk: N.Checker, lab: N.Lab) -> None:
+    """--print heals too (clsact mode, where a removed filter is easy to see): the qdisc is
+    deleted, the log says so, the filters come back, and the next handshake is printed."""
+    N.log("--- --print: tc qdisc del clsact")
+    fl = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"], env={"FLOWLATD_ATTACH_MODE": "clsact"})
+    fl.wait_ready()
+    tc(lab, "qdisc", "del", "dev", lab.client_if, "clsact")
+    healed = fl.wait_for(lambda: any("probe attached again" in l for _, l in fl.stderr), 12)
+    chk.check(healed, f"--print: 'probe attached again' within 12 s of the qdisc's removal:\n{fl.stderr_text()}")
+    chk.check(any(f"{lab.client_if}: the probe's egress filter was removed by someone else" in l for _, l in fl.stderr),
+              f"--print: the log names the interface and the hook:\n{fl.stderr_text()}")
+    chk.check(wait_until(lambda: all(len(flowlat_filters(lab, h)) == 1 for h in ("ingress", "egress")), 5),
+              f"--print: one flowlat filter per hook again: {filters(lab, 'ingress')} / {filters(lab, 'egress')}")
+    c = lab.connect(4, PORT, timeout=3)
+    if c.result != "connected":
+        N.fail_hard(f"harness: connect to {N.PEER_V4}:{PORT} gave {c.result}")
+    chk.check(fl.wait_for(lambda: len(fl.stdout) >= 1, 5), "--print: the handshake after healing was not printed")
+    events = fl.json_lines()
+    chk.check(len(events) == 1 and events[0].get("outcome") == "completed" and events[0].get("peer_port") == PORT,
+              f"--print: want one completed line to port {PORT}, got {events}")
+    rc = fl.stop()
+    chk.check(rc == 0, f"--print: SIGTERM exits 0, got {rc}")
+    for hook in ("ingress", "egress"):
+        chk.check(flowlat_filters(lab, hook) == [], f"--print: no flowlat {hook} filter after exit: {filters(lab, hook)}")
 
 
 if __name__ == "__main__":
