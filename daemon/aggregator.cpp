@@ -80,7 +80,9 @@ Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
       ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull)
 {
     for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
-    index_.reserve(max_series_ + 64);
+    // Enough that a typical table never rehashes on the event path, without committing
+    // memory up front for a large max_series that may never fill.
+    index_.reserve(std::min<std::size_t>(max_series_, 16'384) + 64);
 }
 
 std::uint16_t Aggregator::intern_group(const std::string& name)
@@ -210,6 +212,18 @@ void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redir
         live_[slot] = false;
         free_slots_.push_back(slot);
     }
+}
+
+std::optional<std::string> Aggregator::policy_problem(const labels::LabelPolicy& policy) const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t added = 0;
+    for (const auto& name : policy.group_names())
+        if (std::find(group_names_.begin(), group_names_.end(), name) == group_names_.end()) ++added;
+    const std::size_t limit = std::size_t{std::numeric_limits<std::uint16_t>::max()} + 1;
+    if (group_names_.size() + added <= limit) return std::nullopt;
+    return "too many distinct peer group names since start (" + std::to_string(group_names_.size() + added) +
+           ", at most " + std::to_string(limit) + "); restart flowlatd to use these groups";
 }
 
 void Aggregator::set_policy(labels::LabelPolicy policy)

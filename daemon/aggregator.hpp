@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -77,6 +78,10 @@ public:
     void move_interface(std::uint32_t from, std::uint32_t to, bool redirect);
 
     // Reload. Existing series keep their counts; new events are classified by `policy`.
+    // Series refer to peer groups by a 16-bit id that lives as long as the process, so the
+    // distinct group names seen since start are bounded: policy_problem() says, before
+    // anything changes, whether `policy` would pass that bound; set_policy() then cannot fail.
+    std::optional<std::string> policy_problem(const labels::LabelPolicy& policy) const;
     void set_policy(labels::LabelPolicy policy);
 
     // Reload of max_series and series_ttl. Buckets cannot change while series hold counts:

@@ -22,6 +22,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
@@ -37,6 +38,13 @@ namespace {
 constexpr std::string_view kEmbeddedSource = "<embedded default>";
 constexpr std::size_t kMaxFileBytes = 1u << 20;
 constexpr std::size_t kMaxBuckets = 64;
+// Bucket bounds are kept in whole nanoseconds; a handshake cannot last longer than the
+// longest handshake_timeout, so a bound past an hour could never be reached.
+constexpr double kMinBucketSeconds = 1e-6;
+constexpr double kMaxBucketSeconds = 3600;
+// Each series holds two histograms; a million of them is already gigabytes of exposition.
+constexpr long long kMaxSeries = 1'000'000;
+constexpr std::chrono::hours kMaxSeriesTtl{24 * 366};
 constexpr long long kMaxFlowTableSize = 1LL << 24;
 constexpr std::uint64_t kMinRingBufferSize = 4096; // raised to the page size when larger
 constexpr std::uint64_t kMaxRingBufferSize = 1ULL << 30;
@@ -681,7 +689,7 @@ void Parser::parse(const YAML::Node& root, Config& config)
         } else if (key == "ports") {
             parse_ports(entry, config);
         } else if (key == "max_series") {
-            if (const auto value = integer(entry, 1, std::nullopt))
+            if (const auto value = integer(entry, 1, kMaxSeries))
                 config.max_series = static_cast<std::size_t>(*value);
         } else if (key == "series_ttl") {
             if (const auto value = duration(entry)) {
@@ -870,10 +878,13 @@ std::vector<Diagnostic> validate(const Config& config)
                            std::to_string(config.buckets.size()));
     for (std::size_t i = 0; i < config.buckets.size(); ++i) {
         const double bound = config.buckets[i];
-        if (!std::isfinite(bound) || bound <= 0) {
-            add(index_path("buckets", i), "must be a number of seconds above 0, got " + std::to_string(bound));
-        } else if (i > 0 && std::isfinite(config.buckets[i - 1]) && bound <= config.buckets[i - 1]) {
-            add(index_path("buckets", i), "must be greater than the boundary before it");
+        if (!std::isfinite(bound) || bound < kMinBucketSeconds || bound > kMaxBucketSeconds) {
+            char text[32];
+            std::snprintf(text, sizeof(text), "%g", bound);
+            add(index_path("buckets", i), std::string("must be between 0.000001 and 3600 seconds, got ") + text);
+        } else if (i > 0 && std::isfinite(config.buckets[i - 1]) &&
+                   std::llround(bound * 1e9) <= std::llround(config.buckets[i - 1] * 1e9)) {
+            add(index_path("buckets", i), "must be greater than the boundary before it (at nanosecond resolution)");
         }
     }
 
@@ -934,8 +945,12 @@ std::vector<Diagnostic> validate(const Config& config)
         add("ports.ephemeral_range", "low end " + std::to_string(config.ports.ephemeral_low) +
                                          " is above high end " + std::to_string(config.ports.ephemeral_high));
 
-    if (config.max_series < 1) add("max_series", "must be at least 1, got 0");
+    if (config.max_series < 1 || config.max_series > static_cast<std::size_t>(kMaxSeries))
+        add("max_series", "must be between 1 and " + std::to_string(kMaxSeries) + ", got " +
+                              std::to_string(config.max_series));
     if (config.series_ttl.count() < 0) add("series_ttl", "must not be negative (0 means never)");
+    if (config.series_ttl > kMaxSeriesTtl)
+        add("series_ttl", "must be at most 366d (0 means never), got " + format_duration(config.series_ttl));
     if (config.handshake_timeout < kMinHandshakeTimeout || config.handshake_timeout > kMaxHandshakeTimeout)
         add("handshake_timeout", "must be between " + format_duration(kMinHandshakeTimeout) + " and " +
                                      format_duration(kMaxHandshakeTimeout) + ", got " +

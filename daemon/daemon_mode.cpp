@@ -262,6 +262,11 @@ void Daemon::reload()
         return;
     }
     config::Config next = std::move(*loaded.config);
+    labels::LabelPolicy next_policy(next);
+    if (auto problem = aggregator_.policy_problem(next_policy)) {
+        fail(*problem);
+        return;
+    }
 
     // The listener is the one part that can fail to apply, so it goes first.
     if (next.listen_addresses != config_.listen_addresses) {
@@ -279,7 +284,7 @@ void Daemon::reload()
         spdlog::warn("flow_table_size, ring_buffer_size and handshake_timeout take effect after a restart");
 
     logging::set_level(next.log_level);
-    aggregator_.set_policy(labels::LabelPolicy(next));
+    aggregator_.set_policy(std::move(next_policy));
     for (const auto& warning : aggregator_.set_settings(aggregation::Settings::from(next)))
         spdlog::warn("{}", warning);
     config_ = std::move(next);

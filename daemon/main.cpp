@@ -6,6 +6,7 @@
 #include "probe.hpp"
 
 #include <cstdio>
+#include <exception>
 #include <string_view>
 #include <vector>
 
@@ -35,7 +36,14 @@ int main(int argc, char** argv)
     flowlat::logging::setup(options.log_level.value_or("info"));
     flowlat::probe::route_libbpf_logging();
 
-    if (options.config_check) return flowlat::run_config_check(options);
-    if (options.print) return flowlat::run_print_mode(options);
-    return flowlat::run_daemon_mode(options);
+    // A bug must not abort (no core, no detach, an undefined exit status): unwinding to here
+    // runs every destructor, so the probes are detached, and the exit code says what happened.
+    try {
+        if (options.config_check) return flowlat::run_config_check(options);
+        if (options.print) return flowlat::run_print_mode(options);
+        return flowlat::run_daemon_mode(options);
+    } catch (const std::exception& error) {
+        std::fprintf(stderr, "flowlatd: internal error, detached and stopped: %s\n", error.what());
+        return 3;
+    }
 }

@@ -599,13 +599,19 @@ TEST_CASE("every error, with its position and message", "[config]")
          {"t.yaml:1:14: buckets[1]: expected a number, got \".inf\""}},
         {"bucket is not finite", "buckets: [nan]\n", {"t.yaml:1:11: buckets[0]: expected a number, got \"nan\""}},
         {"bucket is zero", "buckets: [0, 1]\n",
-         {"t.yaml:1:11: buckets[0]: must be a number of seconds above 0, got 0.000000"}},
+         {"t.yaml:1:11: buckets[0]: must be between 0.000001 and 3600 seconds, got 0"}},
         {"bucket is negative", "buckets: [-1]\n",
-         {"t.yaml:1:11: buckets[0]: must be a number of seconds above 0, got -1.000000"}},
+         {"t.yaml:1:11: buckets[0]: must be between 0.000001 and 3600 seconds, got -1"}},
+        {"bucket below a microsecond", "buckets: [0.0000000001, 1]\n",
+         {"t.yaml:1:11: buckets[0]: must be between 0.000001 and 3600 seconds, got 1e-10"}},
+        {"bucket above an hour", "buckets: [1, 2000000000]\n",
+         {"t.yaml:1:14: buckets[1]: must be between 0.000001 and 3600 seconds, got 2e+09"}},
         {"buckets repeat", "buckets: [0.1, 0.1]\n",
-         {"t.yaml:1:16: buckets[1]: must be greater than the boundary before it"}},
+         {"t.yaml:1:16: buckets[1]: must be greater than the boundary before it (at nanosecond resolution)"}},
+        {"buckets equal at nanosecond resolution", "buckets: [0.0010000001, 0.0010000002]\n",
+         {"t.yaml:1:25: buckets[1]: must be greater than the boundary before it (at nanosecond resolution)"}},
         {"buckets decrease", "buckets:\n  - 1\n  - 2\n  - 1.5\n",
-         {"t.yaml:4:5: buckets[2]: must be greater than the boundary before it"}},
+         {"t.yaml:4:5: buckets[2]: must be greater than the boundary before it (at nanosecond resolution)"}},
         {"too many buckets", "buckets: [" + [] {
              std::string list;
              for (int i = 1; i <= 65; ++i) list += std::to_string(i) + (i < 65 ? "," : "");
@@ -702,8 +708,8 @@ TEST_CASE("every error, with its position and message", "[config]")
         // max_series
         {"max_series is a word", "max_series: lots\n",
          {"t.yaml:1:13: max_series: expected an integer, got \"lots\""}},
-        {"max_series is zero", "max_series: 0\n", {"t.yaml:1:13: max_series: must be at least 1, got 0"}},
-        {"max_series is negative", "max_series: -5\n", {"t.yaml:1:13: max_series: must be at least 1, got -5"}},
+        {"max_series is zero", "max_series: 0\n", {"t.yaml:1:13: max_series: must be between 1 and 1000000, got 0"}},
+        {"max_series is negative", "max_series: -5\n", {"t.yaml:1:13: max_series: must be between 1 and 1000000, got -5"}},
         {"max_series is a fraction", "max_series: 2.5\n",
          {"t.yaml:1:13: max_series: expected an integer, got \"2.5\""}},
         {"max_series is quoted", "max_series: \"2000\"\n",
@@ -714,6 +720,8 @@ TEST_CASE("every error, with its position and message", "[config]")
          {"t.yaml:1:1: max_series: missing value (leave the key out to use the default)"}},
         {"max_series is null", "max_series: ~\n",
          {"t.yaml:1:1: max_series: missing value (leave the key out to use the default)"}},
+        {"max_series above a million", "max_series: 100000000000000\n",
+         {"t.yaml:1:13: max_series: must be between 1 and 1000000, got 100000000000000"}},
         {"max_series is a list", "max_series: [1]\n", {"t.yaml:1:13: max_series: expected an integer, got a list"}},
 
         // series_ttl
@@ -725,6 +733,8 @@ TEST_CASE("every error, with its position and message", "[config]")
          {"t.yaml:1:13: series_ttl: expected a duration such as 500ms, 10s or 1h30m, got \"-1s\""}},
         {"series_ttl below a second", "series_ttl: 1500ms\n",
          {"t.yaml:1:13: series_ttl: must be a whole number of seconds, got 1s500ms"}},
+        {"series_ttl above a year", "series_ttl: 18446744074s\n",
+         {"t.yaml:1:13: series_ttl: must be at most 366d (0 means never), got 213503d23h34m34s"}},
 
         // handshake_timeout
         {"handshake_timeout too short", "handshake_timeout: 50ms\n",
@@ -857,7 +867,7 @@ TEST_CASE("validate: a Config changed after parsing, e.g. by flags", "[config]")
               "<embedded default>: peer_prefix.inbound.ipv4: must be between 0 and 32, got 33",
               "<embedded default>: ports.include[0]: must be between 1 and 65535, got 0",
               "<embedded default>: ports.ephemeral_range[0]: must be between 1 and 65535, got 0",
-              "<embedded default>: max_series: must be at least 1, got 0",
+              "<embedded default>: max_series: must be between 1 and 1000000, got 0",
               "<embedded default>: handshake_timeout: must be between 100ms and 10m, got 0s",
               "<embedded default>: ring_buffer_size: must be a power of two, got 4097",
           });
