@@ -19,6 +19,7 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <set>
 
 #ifndef FLOWLAT_VERSION
 #define FLOWLAT_VERSION "0.0.0"
@@ -87,10 +88,14 @@ private:
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
     std::map<std::string, std::string> attach_errors_; // the last attach error per wanted interface
+    std::set<std::string> missing_names_;              // configured names that do not exist now
 
     // Read by HTTP worker threads; written by the event loop thread.
     mutable std::mutex status_mutex_;
-    std::map<std::string, bool> probe_attached_; // every interface ever matched or named
+    // Every interface wanted now: glob matches that exist, and configured names whether they exist
+    // or not. One that is no longer wanted (vanished glob match, removed from the config, no
+    // longer the default route's) leaves the gauge: a permanent 0 would page for nothing.
+    std::map<std::string, bool> probe_attached_;
     std::vector<std::string> unhealthy_;         // why /healthz says 503
     std::uint64_t flow_table_entries_{0};
     bool reload_ok_{true};
@@ -213,17 +218,22 @@ void Daemon::reconcile_interfaces(bool retry)
         }
         states[interface.name] = static_cast<bool>(attached);
     }
+    std::set<std::string> missing;
     for (const auto& pattern : patterns) {
         if (interfaces::is_glob(pattern) || states.count(pattern) != 0) continue;
         unhealthy.push_back(pattern + ": no such interface");
         states[pattern] = false;
+        // Logged when it goes missing, not at every reconcile: a typo must show in the journal.
+        if (missing_names_.count(pattern) == 0)
+            spdlog::warn("{}: configured interface does not exist; it is attached when it appears", pattern);
+        missing.insert(pattern);
     }
+    missing_names_ = std::move(missing);
     if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
     attach_errors_ = std::move(errors);
 
     std::lock_guard lock(status_mutex_);
-    for (auto& [name, attached] : probe_attached_) attached = false; // vanished ones keep their series at 0
-    for (const auto& [name, attached] : states) probe_attached_[name] = attached;
+    probe_attached_ = std::move(states);
     unhealthy_ = std::move(unhealthy);
 }
 

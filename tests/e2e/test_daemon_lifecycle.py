@@ -12,8 +12,9 @@ Daemon 1 runs with interfaces: ["flc*"] (only flc0 exists at start):
      not move, and the old config keeps measuring (new handshakes still counted, as db).
      A good file again brings the metric back to 1.
   4. A veth HOTPLUG_IF (flc"x\\1, matching flc*) created while running is attached
-     (flowlat_probe_attached 1, label escaped, promtool clean) and measures; when it is deleted the
-     metric drops to 0 and its series stay; /healthz stays 200 (a glob may match nothing).
+     (flowlat_probe_attached 1, label escaped, promtool clean) and measures; when it is deleted its
+     flowlat_probe_attached series goes (it is no longer wanted) and its handshake series stay;
+     /healthz stays 200 (a glob may match nothing).
   5. SIGTERM: exit 0 within 2 s; no flowlat program left on flc0 (TCX queried from the
      kernel, `tc filter show`), and the programs/links seen while running are gone
      (`bpftool prog/link show`).
@@ -199,10 +200,11 @@ def daemon_one(chk: N.Checker, lab: N.Lab) -> None:
     chk.check(completed(m, veth.peer[4], HOTPLUG_IF) == 2,
               f"handshakes over {HOTPLUG_IF!r}: {completed(m, veth.peer[4], HOTPLUG_IF)} completed, want 2")
     veth.delete()
-    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) == 0, 5,
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) is None, 5,
                         "hotplug gone")
-    chk.check(m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) == 0,
-              f"{HOTPLUG_IF!r} was deleted, flowlat_probe_attached = {m.find('flowlat_probe_attached')} (want it at 0)")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface=HOTPLUG_IF) is None,
+              f"{HOTPLUG_IF!r} was deleted, flowlat_probe_attached = {m.find('flowlat_probe_attached')}"
+              " (a glob match that vanished is no longer wanted: want no series, not a 0 that pages forever)")
     chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
               f"flc0 must stay attached: {m.find('flowlat_probe_attached')}")
     chk.check(completed(m, veth.peer[4], HOTPLUG_IF) == 2,
@@ -269,6 +271,8 @@ def daemon_two(chk: N.Checker, lab: N.Lab) -> None:
     r = fl.get("/healthz")
     chk.check(r.status == 503 and "nosuch0" in r.text,
               f"/healthz with a missing named interface = {r.status} {r.text!r}, want 503 naming nosuch0")
+    warned = [l for _, l in fl.stderr if "nosuch0: configured interface does not exist" in l]
+    chk.check(len(warned) == 1, f"a missing configured interface is logged once at start: {fl.stderr_text()[-2000:]}")
     m = fl.scrape()
     chk.check(m.value("flowlat_probe_attached", default=None, interface="nosuch0") == 0
               and m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
@@ -372,10 +376,10 @@ def daemon_default(chk: N.Checker, lab: N.Lab) -> None:
 
     # The route goes: the probe is detached and its series stay.
     N.run(["ip", "-n", lab.client_ns, "route", "del", "default", "dev", lab.client_if])
-    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=1, interface=lab.client_if) == 0, 5,
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=None, interface=lab.client_if) is None, 5,
                         "default route removed")
-    chk.check(m.value("flowlat_probe_attached", default=1, interface=lab.client_if) == 0,
-              f"default route removed: flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) is None,
+              f"default route removed: flowlat_probe_attached = {m.find('flowlat_probe_attached')}, want no series")
     chk.check(completed(m, H.GROUP_V4, lab.client_if) == 2, "the series must stay after the route went away")
     chk.check(not N.attachments(lab.client_ns, lab.client_if).flowlat(),
               "flowlat still attached after the default route went away")
