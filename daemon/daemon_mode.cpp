@@ -257,7 +257,6 @@ void Daemon::reload()
 {
     systemd::reloading();
     spdlog::info("SIGHUP: reloading the configuration");
-    EffectiveConfig loaded = load_effective_config(options_);
     auto fail = [this](const std::string& why) {
         spdlog::error("reload failed, the previous configuration stays in effect: {}", why);
         {
@@ -266,6 +265,14 @@ void Daemon::reload()
         }
         systemd::ready(status_line());
     };
+    // Without --config.file, a missing default file means the embedded default at start-up. Once
+    // the daemon runs on that file, its disappearance (a package upgrade in progress, config
+    // management) must not silently move the listener and the probes to the embedded default.
+    if (!options_.config_file && config_.source == cli::default_config_file && !file_exists(cli::default_config_file)) {
+        fail(std::string(cli::default_config_file) + " no longer exists (restart flowlatd to run on the embedded default)");
+        return;
+    }
+    EffectiveConfig loaded = load_effective_config(options_);
     if (!loaded.config) {
         for (const auto& diagnostic : loaded.diagnostics) spdlog::error("{}", diagnostic.to_string());
         fail(std::to_string(loaded.diagnostics.size()) + " configuration error(s)");

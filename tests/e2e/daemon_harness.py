@@ -215,7 +215,8 @@ class Daemon(N.Proc):
     """flowlatd in daemon mode, run in a namespace of the lab; signals go to flowlatd itself."""
 
     def __init__(self, lab: N.Lab, config: Optional[str], args: tuple = (), ns: Optional[str] = None,
-                 port: int = METRICS_PORT, listen: bool = True):
+                 port: int = METRICS_PORT, listen: bool = True, prefix: tuple = ()):
+        """prefix: a command that ends by exec-ing its arguments (the pid must stay flowlatd's)."""
         self.lab, self.ns, self.port = lab, ns or lab.client_ns, port
         cmd = [N.flowlatd_path()]
         if config:
@@ -223,7 +224,7 @@ class Daemon(N.Proc):
         if listen:
             cmd.append(f"--web.listen-address=127.0.0.1:{port}")
         cmd += list(args)
-        super().__init__(lab.exec_cmd(self.ns, cmd), "flowlatd")
+        super().__init__([*prefix, *lab.exec_cmd(self.ns, cmd)], "flowlatd")
 
     @property
     def pid(self) -> int:

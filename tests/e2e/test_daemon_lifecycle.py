@@ -387,6 +387,43 @@ def daemon_default(chk: N.Checker, lab: N.Lab) -> None:
     chk.check(rc == 0 and took < SHUTDOWN_LIMIT, f"embedded default: SIGTERM gave {rc} after {took:.2f}s")
 
 
+def default_file_vanishes(chk: N.Checker, lab: N.Lab) -> None:
+    """Without --config.file the daemon reads /etc/flowlatd/flowlatd.yaml. If that file goes away
+    while it runs, SIGHUP must fail the reload, not fall back to the embedded default (which would
+    move the listener to :10435 and the probes to the default route's interfaces). The file lives
+    on a tmpfs in a private mount namespace, so the host's /etc is never written (only an empty
+    /etc/flowlatd mount point is created, and removed again, if the host has none)."""
+    etc_dir = "/etc/flowlatd"
+    created = not os.path.isdir(etc_dir)
+    if created:
+        os.mkdir(etc_dir)
+    try:
+        cfg = H.write_file(lab, "etc-default.yaml", f"interfaces: [{lab.client_if}]\nlog: {{level: info}}\n")
+        setup = (f"mount -t tmpfs -o size=1m flowlat-test {etc_dir} && cp {cfg} {etc_dir}/flowlatd.yaml"
+                 ' && exec "$@"')
+        fl = H.Daemon(lab, None, prefix=("unshare", "-m", "--propagation", "private", "sh", "-c", setup, "sh"))
+        fl.wait_ready()
+        m = fl.scrape()
+        chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
+                  f"default file: {lab.client_if} attached as the file says: {m.find('flowlat_probe_attached')}")
+        N.run(["nsenter", "-t", str(fl.pid), "-m", "rm", f"{etc_dir}/flowlatd.yaml"])
+        since = fl.log_count()
+        fl.kill(signal.SIGHUP)
+        line = fl.wait_log("reload failed", since, 5)
+        chk.check(line is not None and "no longer exists" in line,
+                  f"default file removed, SIGHUP: want a failed reload naming it; log: {[l for _, l in fl.stderr[since:]]}")
+        m = fl.wait_metrics(lambda m: m.value("flowlat_config_last_reload_successful") == 0, 3, "vanished file")
+        chk.check(m.value("flowlat_config_last_reload_successful") == 0
+                  and m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
+                  f"default file removed: reload_successful {m.value('flowlat_config_last_reload_successful')},"
+                  f" attached {m.find('flowlat_probe_attached')}; want 0 and the file's interface still attached")
+        rc, took = fl.terminate_timed(signal.SIGTERM)
+        chk.check(rc == 0, f"default file daemon: SIGTERM gave {rc}")
+    finally:
+        if created:
+            os.rmdir(etc_dir)
+
+
 def body() -> None:
     chk = N.Checker("test_daemon_lifecycle")
     lab = N.Lab("dlife")
@@ -396,6 +433,7 @@ def body() -> None:
     config_check(chk, lab)
     daemon_two(chk, lab)
     daemon_default(chk, lab)
+    default_file_vanishes(chk, lab)
     chk.finish()
 
 
