@@ -150,6 +150,11 @@ int Daemon::run()
         if (links_->drain()) reconcile_interfaces();
     });
     reconcile_interfaces();
+    {
+        // Before the HTTP workers exist: a scrape must never see the timestamp unset.
+        std::lock_guard lock(status_mutex_);
+        reload_success_timestamp_ = unix_now_seconds();
+    }
 
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report({"flowlatd: cannot " + http.error().message(), ""});
@@ -162,7 +167,6 @@ int Daemon::run()
     if (auto interval = systemd::watchdog_interval())
         loop_->every(*interval, [] { systemd::watchdog_ping(); });
 
-    reload_success_timestamp_ = unix_now_seconds();
     refresh_status();
     spdlog::info("ready: {}", status_line());
     systemd::ready(status_line());

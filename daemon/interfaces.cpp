@@ -4,6 +4,7 @@
 #include <net/if.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -38,6 +39,20 @@ std::vector<Interface> match(const std::vector<std::string>& patterns, const std
     return matched;
 }
 
+namespace {
+
+// A route that is up and not a reject route (unreachable, prohibit, blackhole). A default
+// route without a gateway (WireGuard, PPP, tunnels: "default dev wg0") counts.
+bool usable_route(const std::string& hex_flags)
+{
+    constexpr unsigned long route_up = 0x0001, route_reject = 0x0200; // RTF_UP, RTF_REJECT
+    char* end = nullptr;
+    const unsigned long flags = std::strtoul(hex_flags.c_str(), &end, 16);
+    return end != hex_flags.c_str() && *end == '\0' && (flags & route_up) != 0 && (flags & route_reject) == 0;
+}
+
+} // namespace
+
 std::vector<std::string> default_route_interfaces(const std::string& proc_net)
 {
     std::vector<std::string> names;
@@ -52,7 +67,7 @@ std::vector<std::string> default_route_interfaces(const std::string& proc_net)
         std::istringstream fields(line);
         std::string iface, destination, gateway, flags, refcnt, use, metric, mask;
         if (fields >> iface >> destination >> gateway >> flags >> refcnt >> use >> metric >> mask &&
-            destination == "00000000" && mask == "00000000")
+            destination == "00000000" && mask == "00000000" && usable_route(flags))
             add(iface);
     }
     // IPv6: dest destlen src srclen nexthop metric refcnt use flags iface; default is ::/0.
@@ -62,7 +77,7 @@ std::vector<std::string> default_route_interfaces(const std::string& proc_net)
         std::string destination, length, source, source_length, next_hop, metric, refcnt, use, flags, iface;
         if (fields >> destination >> length >> source >> source_length >> next_hop >> metric >> refcnt >> use >>
                 flags >> iface &&
-            destination == std::string(32, '0') && length == "00" && next_hop != std::string(32, '0'))
+            destination == std::string(32, '0') && length == "00" && usable_route(flags))
             add(iface);
     }
     return names;

@@ -34,8 +34,14 @@ TEST_CASE("default route interfaces come from /proc/net", "[interfaces]")
                << "fd000000000000000000000000000000 40 00000000000000000000000000000000 00 "
                   "00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth1\n"
                << "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
-                  "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n";
+                  "00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n"
+               // "default dev tun0": no gateway, still the default route.
+               << "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                  "00000000000000000000000000000000 00000400 00000001 00000000 00000001 tun0\n"
+               // An unreachable default (RTF_REJECT) on a real device is not a way out.
+               << "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+                  "00000000000000000000000000000000 00000400 00000001 00000000 00000201 eth2\n";
     }
-    CHECK(default_route_interfaces(dir.string()) == std::vector<std::string>{"eth0", "wg0"});
+    CHECK(default_route_interfaces(dir.string()) == std::vector<std::string>{"eth0", "wg0", "tun0"});
     std::filesystem::remove_all(dir);
 }
