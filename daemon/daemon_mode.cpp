@@ -1,5 +1,6 @@
 #include "daemon_mode.hpp"
 
+#include "abstract_lock.hpp"
 #include "aggregator.hpp"
 #include "http_server.hpp"
 #include "label_policy.hpp"
@@ -83,6 +84,7 @@ private:
     config::Config config_;
     aggregation::Aggregator aggregator_;
     labels::InterfaceNames interface_names_;
+    UniqueFd instance_lock_; // one daemon per network namespace: "@flowlatd/daemon"
     std::unique_ptr<EventLoop> loop_;
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
@@ -130,6 +132,19 @@ int Daemon::run()
         startup::report({"flowlatd: " + signals.error().message(), ""});
         return 2;
     }
+
+    // Two daemons in one network namespace would count every handshake twice and fight over
+    // the listener; the second refuses at once (a --print beside the daemon is fine).
+    auto instance = take_abstract_lock("flowlatd/daemon");
+    if (!instance) {
+        startup::report({instance.error().errno_value == EBUSY
+                             ? "flowlatd: another flowlatd daemon runs in this network namespace (it holds "
+                               "@flowlatd/daemon; `ss -xap | grep flowlatd/daemon` shows it)"
+                             : "flowlatd: cannot take the daemon lock: " + instance.error().message(),
+                         ""});
+        return 2;
+    }
+    instance_lock_ = std::move(instance).value();
 
     startup::Failure failure;
     session_ = startup::load_probe(

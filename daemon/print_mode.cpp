@@ -135,6 +135,7 @@ int run_print_mode(const cli::Options& options)
     }
 
     probe::ProbeOptions probe_options;
+    probe_options.attach_slot = probe::AttachSlot::print;
     if (options.handshake_timeout)
         probe_options.handshake_timeout_ns = static_cast<std::uint64_t>(options.handshake_timeout->count()) * 1'000'000;
 

@@ -16,12 +16,18 @@ struct flowlat_probe; // the bpftool skeleton (flowlat_probe.skel.h), kept out o
 
 namespace flowlat::probe {
 
+// Which instance slot a process attaches in (tc_attachment.hpp): the daemon and `--print`
+// each have their own lock and clsact handle, so an operator can watch `flowlatd --print` on
+// a host where the service runs, while two of the same kind on one interface are refused.
+enum class AttachSlot { daemon, print };
+
 struct ProbeOptions {
     std::uint32_t flow_table_size{FLOWLAT_DEFAULT_FLOW_TABLE_SIZE};
     std::uint32_t ring_buffer_size{FLOWLAT_DEFAULT_RING_BUFFER_SIZE};
     std::uint64_t handshake_timeout_ns{10'000'000'000ull};
     // Wake the reader only when this much is queued; it also drains on a timer. 0: every event.
     std::uint32_t ring_wakeup_bytes{0};
+    AttachSlot attach_slot{AttachSlot::daemon};
 };
 
 // Where TC finds the IP header: after an Ethernet header, or at once (tun, WireGuard, tunnels).

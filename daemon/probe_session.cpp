@@ -25,6 +25,7 @@ Result<std::unique_ptr<ProbeSession>> ProbeSession::start(const ProbeOptions& op
 {
     std::unique_ptr<ProbeSession> session(new ProbeSession());
     session->sink_ = sink;
+    session->slot_ = options.attach_slot;
     auto probe = Probe::load(options, load_error);
     if (!probe) return probe.error();
     session->probe_ = std::move(probe).value();
@@ -49,7 +50,7 @@ ProbeSession::~ProbeSession()
 Status ProbeSession::attach(const interfaces::Interface& interface)
 {
     if (attached(interface.name)) return Ok{};
-    auto attachment = TcAttachment::attach(*probe_, interface.name, interface.ifindex);
+    auto attachment = TcAttachment::attach(*probe_, interface.name, interface.ifindex, slot_);
     if (!attachment) return attachment.error();
     spdlog::info("{}: probe attached ({}{})", interface.name, to_string(attachment.value()->mode()),
                  attachment.value()->link_layer() == LinkLayer::raw_ip ? ", raw IP" : "");

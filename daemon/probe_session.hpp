@@ -55,6 +55,7 @@ private:
     std::unique_ptr<EventReader> reader_;
     std::unique_ptr<TimeoutSweeper> sweeper_;
     EventSink sink_;
+    AttachSlot slot_{AttachSlot::daemon};
     std::map<std::string, std::unique_ptr<TcAttachment>> attachments_;
     std::map<unsigned, std::string> names_;
 };

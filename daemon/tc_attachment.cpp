@@ -1,5 +1,6 @@
 #include "tc_attachment.hpp"
 
+#include "abstract_lock.hpp"
 #include "probe.hpp"
 #include "tc_filter_query.hpp"
 
@@ -12,10 +13,10 @@
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -57,11 +58,23 @@ bool tcx_link_detached(int link_fd)
     return info.type == link_type_tcx && info.ifindex == 0;
 }
 
-// flowlatd's fixed clsact slot, so a restart finds and replaces what a killed instance left.
-// Priority 1 runs before other filters: a filter that classifies a packet ends classic tc's
-// walk, so running later would blind the probe. It returns TC_ACT_UNSPEC, so they still run.
-constexpr __u32 clsact_handle = 0xf10a;
+// Each slot's fixed clsact handle, so a restart finds and replaces what a killed instance of the
+// same slot left. Priority 1 runs before other filters: a filter that classifies a packet ends
+// classic tc's walk, so running later would blind the probe. It returns TC_ACT_UNSPEC, so they
+// (and the other slot's filter, at the same priority) still run.
 constexpr __u32 clsact_priority = 1;
+
+__u32 clsact_handle(AttachSlot slot)
+{
+    return slot == AttachSlot::daemon ? 0xf10a : 0xf10b;
+}
+
+std::string slot_description(AttachSlot slot)
+{
+    char text[48];
+    std::snprintf(text, sizeof(text), "clsact handle %#x priority %u", clsact_handle(slot), clsact_priority);
+    return text;
+}
 
 // The names of the probe's four programs (both link layers). Reading our own fds needs no privilege.
 std::vector<std::string> program_names(const Probe& probe)
@@ -82,29 +95,24 @@ bool is_flowlat_filter(const ClsBpfFilter& filter, const std::vector<std::string
 }
 
 // What sits in flowlatd's slot of one hook; an error only when rtnetlink itself fails.
-Result<std::optional<ClsBpfFilter>> query_slot(unsigned ifindex, bpf_tc_attach_point point)
+Result<std::optional<ClsBpfFilter>> query_slot(unsigned ifindex, bpf_tc_attach_point point, AttachSlot slot)
 {
-    return query_cls_bpf_filter(ifindex, point == BPF_TC_INGRESS, clsact_handle, clsact_priority);
+    return query_cls_bpf_filter(ifindex, point == BPF_TC_INGRESS, clsact_handle(slot), clsact_priority);
 }
 
 // The interface's liveness lock: see TcAttachment in the header.
-Result<UniqueFd> lock_interface(const std::string& interface, unsigned ifindex)
+Result<UniqueFd> lock_interface(const std::string& interface, unsigned ifindex, AttachSlot slot)
 {
-    const std::string name = "flowlatd/attach/" + std::to_string(ifindex);
-    UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid()) return os_error("attach to " + interface + ": open a socket for the lock @" + name);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::memcpy(address.sun_path + 1, name.data(), name.size()); // sun_path[0] == 0: abstract
-    const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), length) != 0) {
-        if (errno == EADDRINUSE)
-            return Error{"attach to " + interface + ": another flowlatd process is already attached there (it holds @" +
-                             name + ")",
-                         EBUSY};
-        return os_error("attach to " + interface + ": bind the lock @" + name);
-    }
-    return fd;
+    const std::string name =
+        (slot == AttachSlot::daemon ? "flowlatd/attach/" : "flowlatd/print/") + std::to_string(ifindex);
+    auto lock = take_abstract_lock(name);
+    if (lock) return lock;
+    if (lock.error().errno_value == EBUSY)
+        return Error{"attach to " + interface + ": another flowlatd" +
+                         (slot == AttachSlot::daemon ? " daemon" : " --print") +
+                         " is already attached there (it holds @" + name + ")",
+                     EBUSY};
+    return Error{"attach to " + interface + ": " + lock.error().what, lock.error().errno_value};
 }
 
 bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point point)
@@ -116,11 +124,11 @@ bpf_tc_hook make_hook(unsigned ifindex, bpf_tc_attach_point point)
     return hook;
 }
 
-bpf_tc_opts make_opts(int program_fd = 0)
+bpf_tc_opts make_opts(AttachSlot slot, int program_fd = 0)
 {
     bpf_tc_opts opts{};
     opts.sz = sizeof(opts);
-    opts.handle = clsact_handle;
+    opts.handle = clsact_handle(slot);
     opts.priority = clsact_priority;
     opts.prog_fd = program_fd;
     return opts;
@@ -161,28 +169,28 @@ std::string_view to_string(AttachMode mode)
     return mode == AttachMode::tcx ? "tcx" : "clsact";
 }
 
-int remove_stale_clsact_filters(const Probe& probe, unsigned ifindex)
+int remove_stale_clsact_filters(const Probe& probe, unsigned ifindex, AttachSlot slot)
 {
     const auto names = program_names(probe);
     int removed = 0;
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
-        auto slot = query_slot(ifindex, point);
-        if (!slot || !slot.value() || !is_flowlat_filter(*slot.value(), names)) continue;
+        auto held = query_slot(ifindex, point, slot);
+        if (!held || !held.value() || !is_flowlat_filter(*held.value(), names)) continue;
         bpf_tc_hook hook = make_hook(ifindex, point);
-        bpf_tc_opts detach = make_opts();
+        bpf_tc_opts detach = make_opts(slot);
         if (bpf_tc_detach(&hook, &detach) == 0) ++removed;
     }
     return removed;
 }
 
 Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, const std::string& interface,
-                                                           unsigned ifindex)
+                                                           unsigned ifindex, AttachSlot slot)
 {
     auto link = link_layer_of(interface);
     if (!link) return link.error();
-    auto lock = lock_interface(interface, ifindex);
+    auto lock = lock_interface(interface, ifindex, slot);
     if (!lock) return lock.error();
-    std::unique_ptr<TcAttachment> attachment(new TcAttachment(interface, ifindex));
+    std::unique_ptr<TcAttachment> attachment(new TcAttachment(interface, ifindex, slot));
     attachment->link_ = link.value();
     attachment->lock_ = std::move(lock).value();
 
@@ -193,7 +201,7 @@ Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, c
         Status tcx = attachment->attach_tcx(probe);
         if (tcx) {
             // A killed instance that ran in clsact mode may have left filters: probe once, not twice.
-            if (int removed = remove_stale_clsact_filters(probe, ifindex); removed > 0)
+            if (int removed = remove_stale_clsact_filters(probe, ifindex, slot); removed > 0)
                 spdlog::warn("{}: removed {} clsact filter(s) left by an earlier flowlatd", interface, removed);
             return attachment;
         }
@@ -246,7 +254,7 @@ Status TcAttachment::attach_clsact(const Probe& probe)
     int replaced = 0;
     for (Hook h : {Hook{BPF_TC_INGRESS, probe.ingress_program_fd(link_), &ingress_program_id_, "ingress"},
                    Hook{BPF_TC_EGRESS, probe.egress_program_fd(link_), &egress_program_id_, "egress"}}) {
-        auto slot = query_slot(ifindex_, h.point);
+        auto slot = query_slot(ifindex_, h.point, slot_);
         if (!slot) {
             detach_clsact();
             return Error{"attach to " + interface_ + " " + h.name + ": " + slot.error().what,
@@ -257,15 +265,15 @@ Status TcAttachment::attach_clsact(const Probe& probe)
         if (const auto& held = slot.value(); held) {
             if (!is_flowlat_filter(*held, names)) {
                 detach_clsact();
-                return Error{"attach to " + interface_ + " " + h.name +
-                                 ": clsact handle 0xf10a priority 1 is held by another program (" +
+                return Error{"attach to " + interface_ + " " + h.name + ": " + slot_description(slot_) +
+                                 " is held by another program (" +
                                  (held->name.empty() ? "id " + std::to_string(held->program_id) : held->name) + ")",
                              EBUSY};
             }
             ++replaced;
         }
         bpf_tc_hook point_hook = make_hook(ifindex_, h.point);
-        bpf_tc_opts opts = make_opts(h.program_fd);
+        bpf_tc_opts opts = make_opts(slot_, h.program_fd);
         opts.flags = BPF_TC_F_REPLACE;
         if (int err = bpf_tc_attach(&point_hook, &opts); err != 0) {
             detach_clsact();
@@ -285,7 +293,7 @@ void TcAttachment::detach_clsact()
         if (*program_id == 0) continue;
         const __u32 ours = std::exchange(*program_id, 0);
         // Delete only our own filter: if someone replaced it meanwhile, theirs stays.
-        auto slot = query_slot(ifindex_, point);
+        auto slot = query_slot(ifindex_, point, slot_);
         if (!slot) {
             // ENODEV: the interface (and with it the filter) is already gone.
             if (slot.error().errno_value != ENODEV)
@@ -294,13 +302,12 @@ void TcAttachment::detach_clsact()
         }
         if (!slot.value()) continue; // already gone
         if (slot.value()->program_id != ours) {
-            spdlog::warn("{}: the {} filter at handle 0xf10a priority 1 now runs program {} ({}), not ours ({}); "
-                         "leaving it",
-                         interface_, name, slot.value()->program_id, slot.value()->name, ours);
+            spdlog::warn("{}: the {} filter at {} now runs program {} ({}), not ours ({}); leaving it", interface_,
+                         name, slot_description(slot_), slot.value()->program_id, slot.value()->name, ours);
             continue;
         }
         bpf_tc_hook hook = make_hook(ifindex_, point);
-        bpf_tc_opts opts = make_opts();
+        bpf_tc_opts opts = make_opts(slot_);
         if (int err = bpf_tc_detach(&hook, &opts); err != 0 && err != -ENODEV && err != -ENOENT && err != -EINVAL)
             spdlog::warn("{}: detach {} filter: {}", interface_, name, std::strerror(-err));
     }
@@ -317,7 +324,7 @@ std::vector<std::string_view> TcAttachment::lost_hooks() const
     for (auto [point, ours, name] : {std::tuple{BPF_TC_INGRESS, ingress_program_id_, "ingress"},
                                      std::tuple{BPF_TC_EGRESS, egress_program_id_, "egress"}}) {
         if (ours == 0) continue;
-        auto slot = query_slot(ifindex_, point);
+        auto slot = query_slot(ifindex_, point, slot_);
         if (!slot) continue;
         if (!slot.value() || slot.value()->program_id != ours) lost.emplace_back(name);
     }

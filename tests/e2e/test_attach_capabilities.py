@@ -8,13 +8,16 @@ and a live second instance without it.
    instance leaves its filters; the next start replaces them (log line, exactly one flowlat
    filter per hook, the orphaned programs are gone) and really measures a handshake; SIGTERM
    removes them. A foreign filter on each hook and the clsact qdisc stay throughout.
-2. A live daemon (clsact) on flc0: a second instance, `--print` in clsact mode and in TCX mode,
-   as full root (`sudo flowlatd --print` beside the service) and under the unit's capabilities,
-   exits 2 with one line naming flc0 and "another flowlatd"; the daemon keeps the same
-   filters, still reports probe_attached 1, and still counts handshakes afterwards.
-3. The same with a TCX instance first: a second TCX or clsact instance (root or unit caps) exits 2; exactly one
-   flowlat TCX program per hook and no clsact filter remain, and the first still measures.
-4. Foreign programs in flowlatd's own slot (handle 0xf10a, priority 1): one that replaced our
+2. A live daemon (clsact) on flc0: a second daemon (clsact or TCX) exits 2 with one line,
+   "another flowlatd daemon runs in this network namespace". `--print` in clsact mode and in TCX mode, as full root (`sudo
+   flowlatd --print` beside the service) and under the unit's capabilities, runs beside it in
+   its own slot (clsact handle 0xf10b, or its own TCX links), prints a handshake, and exits 0
+   leaving the daemon's filters unchanged; the daemon reports probe_attached 1 and counted
+   every handshake, those --print saw included.
+3. A live `--print` (TCX) first: a second `--print`, TCX or clsact (root or unit caps), exits 2;
+   exactly one flowlat TCX program per hook and no clsact filter remain, and the first still
+   measures.
+4. Foreign programs in --print's own slot (handle 0xf10b, priority 1): one that replaced our
    filter while we ran is left in place at SIGTERM (only our prog_id is deleted); one that
    sits there at start makes flowlatd exit 2 ("held by another program") and is untouched.
 """
@@ -33,6 +36,7 @@ import responder as R
 PORT = 5001
 UNIT_CAPS = ["setpriv", "--bounding-set=-all,+bpf,+net_admin,+perfmon", "--inh-caps=-all", "--no-new-privs"]
 CLSACT = {"FLOWLATD_ATTACH_MODE": "clsact"}
+PRINT_HANDLE = "0xf10b"  # --print's clsact slot (the daemon's is 0xf10a)
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 12, 21, 38, 39
 FILTER_RE = re.compile(r"handle (0x[0-9a-f]+) (\S+):\[(\w+)\]")
 
@@ -47,8 +51,8 @@ class UnitDaemon(H.Daemon):
         N.Proc.__init__(self, lab.exec_cmd(self.ns, cmd), "flowlatd", env)
 
 
-def start_print(lab: N.Lab, env: dict) -> N.Proc:
-    p = N.Proc(lab.exec_cmd(lab.client_ns, [*UNIT_CAPS, N.flowlatd_path(), "--interface", lab.client_if,
+def start_print(lab: N.Lab, env: dict, caps: tuple = tuple(UNIT_CAPS)) -> N.Proc:
+    p = N.Proc(lab.exec_cmd(lab.client_ns, [*caps, N.flowlatd_path(), "--interface", lab.client_if,
                                             "--print=json"]), "flowlatd", env)
     if not p.wait_stderr("ready", 15):
         rc = p.proc.poll()
@@ -135,7 +139,7 @@ def stale_filter_is_replaced(chk: N.Checker, lab: N.Lab) -> None:
     check_premise(chk, first.proc.pid, "clsact instance")
     before = {h: flowlat_filters(lab, h) for h in ("ingress", "egress")}
     for hook, found in before.items():
-        chk.check(len(found) == 1 and found[0][0] == "0xf10a", f"one flowlat {hook} filter at 0xf10a: {found}")
+        chk.check(len(found) == 1 and found[0][0] == PRINT_HANDLE, f"one flowlat {hook} filter at {PRINT_HANDLE}: {found}")
     chk.check(printed(first, handshake(lab)), f"the first instance measures:\n{first.stderr_text()}")
     first.stop(signal.SIGKILL)
     for hook in ("ingress", "egress"):
@@ -147,7 +151,7 @@ def stale_filter_is_replaced(chk: N.Checker, lab: N.Lab) -> None:
               f"the restart says it replaced the stale filters:\n{second.stderr_text()}")
     for hook in ("ingress", "egress"):
         found = flowlat_filters(lab, hook)
-        chk.check(len(found) == 1 and found[0][0] == "0xf10a" and found[0][2] != before[hook][0][2],
+        chk.check(len(found) == 1 and found[0][0] == PRINT_HANDLE and found[0][2] != before[hook][0][2],
                   f"exactly one flowlat {hook} filter after the restart, with a new program: {found}"
                   f" (before: {before[hook]})")
         old_id = int(before[hook][0][2])
@@ -159,32 +163,68 @@ def stale_filter_is_replaced(chk: N.Checker, lab: N.Lab) -> None:
         chk.check(flowlat_filters(lab, hook) == [], f"no flowlat {hook} filter after SIGTERM: {filters(lab, hook)}")
 
 
+def run_second_daemon(lab: N.Lab, cfg: str, env: dict) -> tuple[Optional[int], str]:
+    """A second daemon on the same interface, under the unit's capabilities: it must refuse."""
+    p = subprocess.Popen(lab.exec_cmd(lab.client_ns, [*UNIT_CAPS, N.flowlatd_path(), f"--config.file={cfg}",
+                                                      f"--web.listen-address=127.0.0.1:{H.METRICS_PORT + 7}"]),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **env})
+    try:
+        _, err = p.communicate(timeout=10)
+        return p.returncode, err
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+        return None, err
+
+
 def second_instance_beside_daemon(chk: N.Checker, lab: N.Lab) -> None:
     cfg = H.write_file(lab, "flowlatd.yaml", f'interfaces: ["{lab.client_if}"]\nhandshake_timeout: 1s\n')
     daemon = UnitDaemon(lab, cfg, CLSACT)
     daemon.wait_ready()
     check_premise(chk, daemon.pid, "daemon")
     before = {h: flowlat_filters(lab, h) for h in ("ingress", "egress")}
-    # `sudo flowlatd --print` beside the service, and the same under the unit's capabilities.
+    for mode, env in (("clsact", CLSACT), ("tcx", {})):
+        rc, err = run_second_daemon(lab, cfg, env)
+        chk.check(rc == 2, f"a second daemon ({mode}) beside a live clsact daemon exits 2, got {rc}:\n{err}")
+        errors = [l for l in err.splitlines() if l.startswith("flowlatd:")]
+        chk.check(len(errors) == 1 and "another flowlatd daemon runs in this network namespace" in errors[0],
+                  f"with one line saying another flowlatd daemon runs here:\n{err}")
+    base = completed_total(daemon.scrape())
+    made = 0
+    # `sudo flowlatd --print` beside the service, and the same under the unit's capabilities: it
+    # runs in its own slot (its lock, clsact handle 0xf10b), prints, and leaves the daemon alone.
     for (mode, env), (who, caps) in itertools.product((("clsact", CLSACT), ("tcx", {})),
                                                       (("root", ()), ("unit caps", tuple(UNIT_CAPS)))):
-        rc, err = run_second(lab, env, caps)
-        chk.check(rc == 2, f"a second instance ({mode}, {who}) beside a live clsact daemon exits 2, got {rc}:\n{err}")
-        chk.check(len(err.strip().splitlines()) == 1 and "another flowlatd" in err and lab.client_if in err,
-                  f"with one line naming {lab.client_if} and another flowlatd:\n{err}")
-    for hook in ("ingress", "egress"):
-        chk.check(flowlat_filters(lab, hook) == before[hook] and len(before[hook]) == 1,
-                  f"the daemon keeps its {hook} filter: {flowlat_filters(lab, hook)} (before: {before[hook]})")
-    chk.check(tcx_flowlat(lab) == {"ingress": [], "egress": []}, f"no flowlat TCX program: {tcx_flowlat(lab)}")
+        what = f"--print ({mode}, {who}) beside a live clsact daemon"
+        p = start_print(lab, env, caps)
+        if mode == "clsact":
+            for hook in ("ingress", "egress"):
+                mine = [f for f in flowlat_filters(lab, hook) if f[0] == "0xf10b"]
+                chk.check(len(mine) == 1, f"{what}: one flowlat {hook} filter at 0xf10b: {filters(lab, hook)}")
+        else:
+            chk.check(all(len(v) == 1 for v in tcx_flowlat(lab).values()),
+                      f"{what}: one flowlat TCX program per hook: {tcx_flowlat(lab)}")
+        c = handshake(lab)
+        made += 1
+        chk.check(printed(p, c), f"{what}: the handshake is printed:\n{p.stderr_text()}")
+        rc = p.stop()
+        chk.check(rc == 0, f"{what}: SIGTERM exits 0, got {rc}:\n{p.stderr_text()}")
+        for hook in ("ingress", "egress"):
+            chk.check(flowlat_filters(lab, hook) == before[hook] and len(before[hook]) == 1,
+                      f"{what}: afterwards only the daemon's {hook} filter, unchanged: {flowlat_filters(lab, hook)}"
+                      f" (before: {before[hook]})")
+        chk.check(tcx_flowlat(lab) == {"ingress": [], "egress": []}, f"{what}: no TCX program left: {tcx_flowlat(lab)}")
     m = daemon.scrape()
     chk.check(m.value("flowlat_probe_attached", default=None, interface=lab.client_if) == 1,
               f"probe_attached stays 1: {m.find('flowlat_probe_attached')}")
-    base = completed_total(m)
     for _ in range(3):
         handshake(lab)
-    m = daemon.wait_metrics(lambda m: completed_total(m) >= base + 3, 5, "after the refused instance")
-    chk.check(completed_total(m) >= base + 3,
-              f"the daemon still counts handshakes: {completed_total(m)} completed, want >= {base + 3}")
+    made += 3
+    m = daemon.wait_metrics(lambda m: completed_total(m) >= base + made, 5, "after the other instances")
+    chk.check(completed_total(m) == base + made,
+              f"the daemon counted every handshake, also those --print saw: {completed_total(m)} completed,"
+              f" want {base + made}")
     rc, _ = daemon.terminate_timed()
     chk.check(rc == 0, f"daemon SIGTERM exits 0, got {rc}")
     for hook in ("ingress", "egress"):
@@ -210,13 +250,13 @@ def second_instance_beside_tcx(chk: N.Checker, lab: N.Lab) -> None:
 
 
 def foreign_program_in_our_slot(chk: N.Checker, lab: N.Lab, foreign: str) -> None:
-    take_slot = ["tc", "filter", "replace", "dev", lab.client_if, "ingress", "prio", "1", "handle", "0xf10a",
+    take_slot = ["tc", "filter", "replace", "dev", lab.client_if, "ingress", "prio", "1", "handle", PRINT_HANDLE,
                  "bpf", "obj", foreign, "sec", "tc", "da"]
     p = start_print(lab, CLSACT)
     N.run(lab.exec_cmd(lab.client_ns, take_slot))
     rc = p.stop()
     chk.check(rc == 0, f"SIGTERM exits 0, got {rc}")
-    slot = [f for f in filters(lab, "ingress") if f[0] == "0xf10a"]
+    slot = [f for f in filters(lab, "ingress") if f[0] == PRINT_HANDLE]
     chk.check(len(slot) == 1 and not slot[0][1].startswith("flowlat_"),
               f"a foreign program that took our ingress slot stays after SIGTERM: {filters(lab, 'ingress')}")
     chk.check(flowlat_filters(lab, "egress") == [], f"our egress filter is removed: {filters(lab, 'egress')}")
@@ -224,11 +264,11 @@ def foreign_program_in_our_slot(chk: N.Checker, lab: N.Lab, foreign: str) -> Non
     rc, err = run_second(lab, CLSACT)
     chk.check(rc == 2 and "held by another program" in err,
               f"a foreign program in our slot at start: exit 2 and 'held by another program', got {rc}:\n{err}")
-    chk.check([f for f in filters(lab, "ingress") if f[0] == "0xf10a"] == slot,
+    chk.check([f for f in filters(lab, "ingress") if f[0] == PRINT_HANDLE] == slot,
               f"and it is untouched: {filters(lab, 'ingress')}")
     chk.check(flowlat_filters(lab, "egress") == [], f"nothing of ours is left behind: {filters(lab, 'egress')}")
     N.run(lab.exec_cmd(lab.client_ns, ["tc", "filter", "del", "dev", lab.client_if, "ingress", "prio", "1",
-                                       "handle", "0xf10a", "bpf"]))
+                                       "handle", PRINT_HANDLE, "bpf"]))
 
 
 def body() -> None:
