@@ -26,6 +26,20 @@ import time
 FLOWLATD = os.environ.get("FLOWLATD")
 SOURCE = os.environ.get("FLOWLAT_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 
+
+def cgroup2_mount() -> str:
+    """Where the machine mounts the unified (cgroup2) hierarchy: /sys/fs/cgroup, or
+    /sys/fs/cgroup/unified on a hybrid layout."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return fields[1]
+    raise RuntimeError("no cgroup2 hierarchy is mounted; the test needs one to give systemd its own cgroups")
+
+
+CGROUP2 = cgroup2_mount()
+
 DRIVER = r"""#!/bin/bash
 # Runs inside the booted systemd. Writes one "name ok|FAIL detail" line per check.
 out=/var/lib/flowlat-test/results
@@ -88,6 +102,10 @@ mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=/,upperdir=$root/upper,workdir=$root/work $root/merged
 m=$root/merged
 mount --rbind /sys $m/sys
+# Its own cgroup tree: a cgroup2 mount made inside our cgroup namespace shows only the
+# cgroup this test created, so systemd creates, moves and trims cgroups there and never in
+# the machine's hierarchies (the rbind above brought those along).
+mount -t cgroup2 cgroup2 $m/sys/fs/cgroup
 mount --rbind /dev $m/dev
 mount -t proc proc $m/proc
 # Fresh tmpfs before systemd starts: its tmpfiles must never see the machine's /tmp.
@@ -100,6 +118,30 @@ pivot_root . oldroot
 umount -l /oldroot
 exec /lib/systemd/systemd --system --unit=flowlat-test-driver.service --log-target=console --show-status=no
 """
+
+
+def enter_cgroup(path: str) -> None:
+    """In the child before exec: join the test's cgroup, so that unshare --cgroup roots the
+    new cgroup namespace there."""
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def remove_cgroup(path: str) -> None:
+    """Remove the test's cgroup and whatever systemd created below it, deepest first. Its
+    processes are gone once unshare returned (the PID namespace died with systemd)."""
+    if not os.path.isdir(path):
+        return
+    for _ in range(50):
+        for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
+            try:
+                os.rmdir(dirpath)
+            except OSError:
+                pass
+        if not os.path.isdir(path):
+            return
+        time.sleep(0.1)
+    print(f"test_systemd_unit: warning: could not remove {path}", file=sys.stderr)
 
 
 def main() -> int:
@@ -115,6 +157,7 @@ def main() -> int:
             return 1
 
     root = tempfile.mkdtemp(prefix="flowlat-systemd-")
+    cgroup = os.path.join(CGROUP2, f"flowlat-systemd-test-{os.getpid()}")
     try:
         upper = os.path.join(root, "upper")
         for d in ("upper", "work", "merged"):
@@ -142,10 +185,12 @@ def main() -> int:
         with open(boot, "w") as f:
             f.write(BOOT)
 
+        os.makedirs(cgroup)
         started = time.monotonic()
         proc = subprocess.run(
-            ["unshare", "--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "bash", boot, root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180)
+            ["unshare", "--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "--cgroup", "bash", boot, root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180,
+            preexec_fn=lambda: enter_cgroup(cgroup))
         elapsed = time.monotonic() - started
         results_path = os.path.join(upper, "var/lib/flowlat-test/results")
         if not os.path.exists(results_path):
@@ -169,6 +214,7 @@ def main() -> int:
     finally:
         subprocess.run(["umount", "-l", os.path.join(root, "merged")], stderr=subprocess.DEVNULL)
         shutil.rmtree(root, ignore_errors=True)
+        remove_cgroup(cgroup)
 
 
 if __name__ == "__main__":
