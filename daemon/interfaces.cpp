@@ -1,12 +1,19 @@
 #include "interfaces.hpp"
 
+#include "netlink_attributes.hpp"
+#include "unique_fd.hpp"
+
 #include <fnmatch.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <sys/socket.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
 
 namespace flowlat::interfaces {
 
@@ -41,44 +48,96 @@ std::vector<Interface> match(const std::vector<std::string>& patterns, const std
 
 namespace {
 
-// A route that is up and not a reject route (unreachable, prohibit, blackhole). A default
-// route without a gateway (WireGuard, PPP, tunnels: "default dev wg0") counts.
-bool usable_route(const std::string& hex_flags)
+using netlink::for_each_attribute;
+
+// One route message: its output interfaces if it is a main-table unicast default route.
+void collect_default(const nlmsghdr* message, std::vector<unsigned>& out)
 {
-    constexpr unsigned long route_up = 0x0001, route_reject = 0x0200; // RTF_UP, RTF_REJECT
-    char* end = nullptr;
-    const unsigned long flags = std::strtoul(hex_flags.c_str(), &end, 16);
-    return end != hex_flags.c_str() && *end == '\0' && (flags & route_up) != 0 && (flags & route_reject) == 0;
+    if (message->nlmsg_type != RTM_NEWROUTE || message->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
+    auto* route = static_cast<const rtmsg*>(NLMSG_DATA(message));
+    if ((route->rtm_family != AF_INET && route->rtm_family != AF_INET6) || route->rtm_dst_len != 0 ||
+        route->rtm_type != RTN_UNICAST)
+        return;
+    unsigned table = route->rtm_table; // RTA_TABLE, when present, holds tables past 255 exactly
+    std::vector<unsigned> found;
+    for_each_attribute(route + 1, message->nlmsg_len - NLMSG_LENGTH(sizeof(rtmsg)),
+                       [&](unsigned type, const void* data, std::size_t size) {
+                           if (type == RTA_TABLE && size >= sizeof(__u32)) {
+                               __u32 value;
+                               std::memcpy(&value, data, sizeof(value));
+                               table = value;
+                           } else if (type == RTA_OIF && size >= sizeof(__u32)) {
+                               __u32 value;
+                               std::memcpy(&value, data, sizeof(value));
+                               found.push_back(value);
+                           } else if (type == RTA_MULTIPATH) {
+                               auto* hop = static_cast<const rtnexthop*>(data);
+                               auto left = static_cast<int>(size);
+                               while (RTNH_OK(hop, left)) {
+                                   found.push_back(static_cast<unsigned>(hop->rtnh_ifindex));
+                                   left -= static_cast<int>(RTNH_ALIGN(hop->rtnh_len));
+                                   hop = RTNH_NEXT(hop);
+                               }
+                           }
+                       });
+    if (table != RT_TABLE_MAIN) return;
+    for (unsigned ifindex : found)
+        if (ifindex != 0 && std::find(out.begin(), out.end(), ifindex) == out.end()) out.push_back(ifindex);
 }
 
 } // namespace
 
-std::vector<std::string> default_route_interfaces(const std::string& proc_net)
+std::vector<unsigned> default_route_ifindexes(const void* dump, std::size_t length)
 {
-    std::vector<std::string> names;
-    auto add = [&](const std::string& name) {
-        if (name != "lo" && std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
-    };
-    // IPv4: Iface Destination Gateway Flags ...; the default route has destination and mask 0.
-    std::ifstream route(proc_net + "/route");
-    std::string line;
-    std::getline(route, line); // header
-    while (std::getline(route, line)) {
-        std::istringstream fields(line);
-        std::string iface, destination, gateway, flags, refcnt, use, metric, mask;
-        if (fields >> iface >> destination >> gateway >> flags >> refcnt >> use >> metric >> mask &&
-            destination == "00000000" && mask == "00000000" && usable_route(flags))
-            add(iface);
+    std::vector<unsigned> out;
+    auto left = static_cast<int>(length);
+    for (auto* message = static_cast<const nlmsghdr*>(dump); NLMSG_OK(message, left);
+         message = NLMSG_NEXT(message, left))
+        collect_default(message, out);
+    return out;
+}
+
+std::vector<std::string> default_route_interfaces()
+{
+    UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
+    if (!fd.valid()) return {};
+    struct {
+        nlmsghdr header;
+        rtmsg route;
+    } request{};
+    request.header.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+    request.header.nlmsg_type = RTM_GETROUTE;
+    request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.header.nlmsg_seq = 1;
+    request.route.rtm_family = AF_UNSPEC; // both families in one dump
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (::sendto(fd.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+                 sizeof(kernel)) < 0)
+        return {};
+
+    std::vector<unsigned> ifindexes;
+    alignas(nlmsghdr) std::array<char, 32768> buffer;
+    for (bool done = false; !done;) {
+        const ssize_t received = ::recv(fd.get(), buffer.data(), buffer.size(), 0);
+        if (received < 0) {
+            if (errno == EINTR) continue;
+            return {};
+        }
+        auto left = static_cast<int>(received);
+        for (auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(message, left);
+             message = NLMSG_NEXT(message, left)) {
+            if (message->nlmsg_type == NLMSG_DONE || message->nlmsg_type == NLMSG_ERROR) done = true;
+        }
+        for (unsigned ifindex : default_route_ifindexes(buffer.data(), static_cast<std::size_t>(received)))
+            if (std::find(ifindexes.begin(), ifindexes.end(), ifindex) == ifindexes.end()) ifindexes.push_back(ifindex);
+        if (received == 0) break;
     }
-    // IPv6: dest destlen src srclen nexthop metric refcnt use flags iface; default is ::/0.
-    std::ifstream route6(proc_net + "/ipv6_route");
-    while (std::getline(route6, line)) {
-        std::istringstream fields(line);
-        std::string destination, length, source, source_length, next_hop, metric, refcnt, use, flags, iface;
-        if (fields >> destination >> length >> source >> source_length >> next_hop >> metric >> refcnt >> use >>
-                flags >> iface &&
-            destination == std::string(32, '0') && length == "00" && usable_route(flags))
-            add(iface);
+
+    std::vector<std::string> names;
+    for (unsigned ifindex : ifindexes) {
+        char name[IF_NAMESIZE] = {};
+        if (if_indextoname(ifindex, name) != nullptr && std::string_view(name) != "lo") names.emplace_back(name);
     }
     return names;
 }

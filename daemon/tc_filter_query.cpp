@@ -1,5 +1,6 @@
 #include "tc_filter_query.hpp"
 
+#include "netlink_attributes.hpp"
 #include "unique_fd.hpp"
 
 #include <linux/if_ether.h>
@@ -19,15 +20,7 @@ namespace flowlat::probe {
 
 namespace {
 
-// Walks the rtattrs in [data, data + length).
-template <typename Visit>
-void for_each_attribute(const void* data, std::size_t length, Visit visit)
-{
-    auto* attribute = static_cast<const rtattr*>(data);
-    auto left = static_cast<int>(length);
-    for (; RTA_OK(attribute, left); attribute = RTA_NEXT(attribute, left))
-        visit(attribute->rta_type & NLA_TYPE_MASK, RTA_DATA(attribute), RTA_PAYLOAD(attribute));
-}
+using netlink::for_each_attribute;
 
 ClsBpfFilter parse_filter(const nlmsghdr* message)
 {

@@ -383,6 +383,14 @@ def daemon_default(chk: N.Checker, lab: N.Lab) -> None:
     chk.check(completed(m, H.GROUP_V4, lab.client_if) == 2, "the series must stay after the route went away")
     chk.check(not N.attachments(lab.client_ns, lab.client_if).flowlat(),
               "flowlat still attached after the default route went away")
+
+    # An IPv6 default without a gateway (as WireGuard and tunnels set it) counts as well.
+    N.run(["ip", "-n", lab.client_ns, "-6", "route", "add", "default", "dev", lab.client_if])
+    m = fl.wait_metrics(lambda m: m.value("flowlat_probe_attached", default=0, interface=lab.client_if) == 1, 5,
+                        "IPv6 default dev added")
+    chk.check(m.value("flowlat_probe_attached", default=0, interface=lab.client_if) == 1,
+              f"IPv6 'default dev {lab.client_if}' added: flowlat_probe_attached = {m.find('flowlat_probe_attached')}")
+    N.run(["ip", "-n", lab.client_ns, "-6", "route", "del", "default", "dev", lab.client_if])
     rc, took = fl.terminate_timed(signal.SIGTERM)
     chk.check(rc == 0 and took < SHUTDOWN_LIMIT, f"embedded default: SIGTERM gave {rc} after {took:.2f}s")
 
