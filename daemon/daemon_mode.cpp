@@ -21,6 +21,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <shared_mutex>
 
 #ifndef FLOWLAT_VERSION
 #define FLOWLAT_VERSION "0.0.0"
@@ -84,6 +85,9 @@ private:
     config::Config config_;
     aggregation::Aggregator aggregator_;
     labels::InterfaceNames interface_names_;
+    // Held (exclusively) while an interface's name and its series move together, and (shared)
+    // while a scrape copies both, so a scrape never sees one without the other.
+    mutable std::shared_mutex topology_mutex_;
     UniqueFd instance_lock_; // one daemon per network namespace: "@flowlatd/daemon"
     std::unique_ptr<EventLoop> loop_;
     std::unique_ptr<probe::ProbeSession> session_;
@@ -232,6 +236,7 @@ void Daemon::reconcile_interfaces(bool retry)
             errors[interface.name] = message;
         } else {
             if (attach_errors_.count(interface.name) != 0) spdlog::info("{}: probe attached again", interface.name);
+            std::unique_lock topology(topology_mutex_);
             for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
                 aggregator_.move_interface(move.from, move.to, move.redirect);
         }
@@ -366,7 +371,13 @@ void Daemon::write_metrics(const http::BodyWriter& write)
     auto process = process::read_process_metrics();
     std::optional<process::ProcessMetrics> process_metrics;
     if (process) process_metrics = process.value();
-    exposition::stream_metrics(write, aggregator_.snapshot(), interface_names_, operational, process_metrics);
+    // Series and names from the same instant: a rename between the two copies would label one
+    // scrape's counts with the wrong interface, and the next scrape would show them drop.
+    std::shared_lock topology(topology_mutex_);
+    const aggregation::Snapshot series = aggregator_.snapshot();
+    const labels::InterfaceNames names(interface_names_.copy());
+    topology.unlock();
+    exposition::stream_metrics(write, series, names, operational, process_metrics);
 }
 
 http::Health Daemon::health() const

@@ -77,6 +77,10 @@ public:
     //  - an ifindex reused under another name: its old series move to a retired key
     //    (outside the kernel's ifindex range) that keeps the old name.
     std::vector<Move> set(std::uint32_t ifindex, std::string name);
+
+    InterfaceNames() = default;
+    // A frozen copy, e.g. taken together with an aggregator snapshot for one scrape.
+    explicit InterfaceNames(std::unordered_map<std::uint32_t, std::string> names) : names_(std::move(names)) {}
     std::string name(std::uint32_t ifindex) const; // unknown: the ifindex in decimal
     std::unordered_map<std::uint32_t, std::string> copy() const;
 
