@@ -35,7 +35,9 @@ std::string format_text(const HandshakeEvent& event, std::string_view interface,
 {
     return fmt::format("{} {} {} {} {} rtt={} handshake={} retrans={}", format_timestamp(realtime_ns), interface,
                        to_string(event.direction), to_string(event.outcome),
-                       format_endpoint(event.family, event.peer, event.peer_port),
+                       // The "peer, port": the remote address with the server's port, so
+                       // an inbound line names the service, not the client's ephemeral port.
+                       format_endpoint(event.family, event.peer, event.server_port()),
                        event.rtt_ns ? milliseconds(*event.rtt_ns) : std::string("-"),
                        milliseconds(event.handshake_ns), event.retransmits);
 }

@@ -73,6 +73,17 @@ TEST_CASE("text lines follow the documented layout", "[print]")
           "retrans=1");
 }
 
+TEST_CASE("an inbound text line shows the client with our server port", "[print]")
+{
+    HandshakeEvent event = outbound_v6();
+    event.direction = Direction::inbound;
+    event.local_port = 8443;
+    event.peer_port = 51234; // the client's ephemeral port: in JSON only
+    CHECK(print::format_text(event, "eth0", example_realtime_ns) ==
+          "2026-11-25T10:00:00.123456Z eth0 inbound completed [fd00:db8::1]:8443 rtt=12.345ms "
+          "handshake=12.345ms retrans=0");
+}
+
 TEST_CASE("sub-millisecond values keep microseconds in text mode", "[print]")
 {
     HandshakeEvent event = outbound_v6();
