@@ -33,6 +33,10 @@ namespace {
 // Values from the kernel's enum bpf_attach_type (6.6+); libbpf 1.1's headers predate them.
 constexpr int attach_tcx_ingress = 46;
 constexpr int attach_tcx_egress = 47;
+// BPF_F_BEFORE (6.6+) with no relative program: the link goes first in the hook's chain. A
+// program ahead of it that ends the chain (TCX_PASS, TCX_DROP, as Cilium's do) would blind the
+// probe; the probe returns TCX_NEXT, so whatever runs after it still sees every packet.
+constexpr __u32 tcx_first = 1u << 3;
 
 // The head of the kernel's struct bpf_link_info with its tcx member (6.6+), which libbpf 1.1's and
 // Debian 12's UAPI headers lack: type, id, prog_id, then the union at offset 16 (it holds
@@ -217,12 +221,13 @@ Result<std::unique_ptr<TcAttachment>> TcAttachment::attach(const Probe& probe, c
 
 Status TcAttachment::attach_tcx(const Probe& probe)
 {
+    LIBBPF_OPTS(bpf_link_create_opts, first, .flags = tcx_first);
     const int ingress = bpf_link_create(probe.ingress_program_fd(link_), static_cast<int>(ifindex_),
-                                        static_cast<bpf_attach_type>(attach_tcx_ingress), nullptr);
+                                        static_cast<bpf_attach_type>(attach_tcx_ingress), &first);
     if (ingress < 0) return os_error("attach to " + interface_ + " ingress (tcx)", -ingress);
     ingress_link_.reset(ingress);
     const int egress = bpf_link_create(probe.egress_program_fd(link_), static_cast<int>(ifindex_),
-                                       static_cast<bpf_attach_type>(attach_tcx_egress), nullptr);
+                                       static_cast<bpf_attach_type>(attach_tcx_egress), &first);
     if (egress < 0) {
         ingress_link_.reset();
         return os_error("attach to " + interface_ + " egress (tcx)", -egress);

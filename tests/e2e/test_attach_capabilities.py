@@ -244,6 +244,18 @@ def second_instance_beside_tcx(chk: N.Checker, lab: N.Lab) -> None:
     for hook in ("ingress", "egress"):
         chk.check(flowlat_filters(lab, hook) == [], f"no flowlat clsact {hook} filter: {filters(lab, hook)}")
     chk.check(printed(first, handshake(lab)), f"the first instance still measures:\n{first.stderr_text()}")
+
+    # A TCX link goes first in the hook's chain (BPF_F_BEFORE): a daemon started now runs
+    # ahead of the --print already attached, so a program that ends the chain cannot blind it.
+    cfg = H.write_file(lab, "tcx-first.yaml", f'interfaces: ["{lab.client_if}"]\n')
+    daemon = UnitDaemon(lab, cfg, {})
+    daemon.wait_ready()
+    chain = tcx_flowlat(lab)
+    for hook in ("ingress", "egress"):
+        chk.check(len(chain[hook]) == 2 and chain[hook][0] not in before[hook] and chain[hook][1:] == before[hook],
+                  f"tcx: the daemon's {hook} program runs first, ahead of --print's {before[hook]}: {chain[hook]}")
+    rc, _ = daemon.terminate_timed()
+    chk.check(rc == 0, f"tcx daemon: SIGTERM exits 0, got {rc}")
     rc = first.stop()
     chk.check(rc == 0, f"SIGTERM exits 0, got {rc}")
     chk.check(tcx_flowlat(lab) == {"ingress": [], "egress": []}, f"no flowlat TCX program left: {tcx_flowlat(lab)}")
