@@ -565,13 +565,12 @@ static __always_inline void abandon(const struct flowlat_flow_key *key, struct f
 	struct flow_end copy;
 
 	save_end(old, &copy);
-	count(FLOWLAT_COUNTER_ABANDONED);
+	/* Whoever deletes the entry reports it: the sweep, if it got there first, already has. */
 	if (bpf_map_delete_elem(&flows, key))
 		return;
+	count(FLOWLAT_COUNTER_ABANDONED);
 	release_ack_filter(&copy);
-	/* Older ones belong to user space's timeout sweep, which may be reporting them right now. */
-	if (now - copy.first_syn_ns < handshake_timeout_ns)
-		emit(key, &copy, FLOWLAT_OUTCOME_TIMEOUT, now, 0, false);
+	emit(key, &copy, FLOWLAT_OUTCOME_TIMEOUT, now, 0, false);
 }
 
 static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packet *pkt, bool egress)
@@ -609,15 +608,25 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	}
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (flow) {
-		if (flow->direction == direction && flow->syn_seq == pkt->seq) {
+		bool same_syn = flow->direction == direction && flow->syn_seq == pkt->seq;
+
+		if (flow->stage == FLOWLAT_STAGE_REPORTED) {
+			/* Already reported as a timeout: its retransmissions start nothing new. */
+			if (same_syn)
+				return;
+			bpf_map_delete_elem(&flows, &key); /* a new attempt: the record has served */
+		} else if (same_syn) {
 			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
 			if (egress)
 				record_transmission(skb, pkt, flow, now);
 			return;
+		} else {
+			abandon(&key, flow, now);
 		}
-		abandon(&key, flow, now);
 	}
-	if (bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST))
+	/* -EEXIST: another CPU inserted this tuple meanwhile; that is not a full table. */
+	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	if (err && err != -EEXIST)
 		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
 }
 
@@ -652,7 +661,8 @@ static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const str
 
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
-	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && acks_syn(flow, pkt->ack))
+	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT &&
+	    acks_syn(flow, pkt->ack))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
@@ -689,7 +699,7 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	if (!(pkt->flags & TCP_FLAG_ACK) || !acks_syn(flow, pkt->ack))
 		return;
 	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
-		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND)
+		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT)
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_REFUSED);
 }
 

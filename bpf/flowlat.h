@@ -50,11 +50,17 @@ enum flowlat_event_type {
 /* flowlat_event.flags */
 #define FLOWLAT_EVENT_F_RTT_VALID 0x1u /* rtt_ns is an unambiguous sample */
 
-/* Inbound handshake stages (flowlat_flow.stage). Outbound flows stay in SYN_SENT. */
+/* Handshake stages (flowlat_flow.stage). Outbound flows stay in SYN_SENT until reported. */
 enum flowlat_stage {
 	FLOWLAT_STAGE_SYN_SENT = 0,     /* outbound: our SYN left, awaiting SYN-ACK */
 	FLOWLAT_STAGE_SYN_RECEIVED = 1, /* inbound: client SYN arrived, our SYN-ACK not yet seen */
 	FLOWLAT_STAGE_SYNACK_SENT = 2,  /* inbound: our SYN-ACK left, awaiting the client's ACK */
+	/*
+	 * Either direction: already reported as a timeout by user space's sweep, which keeps the
+	 * entry (first_syn_ns, syn_seq, direction) so that the initiator's later retransmissions of
+	 * the same SYN are recognised instead of starting a second handshake. Nothing completes it.
+	 */
+	FLOWLAT_STAGE_REPORTED = 3,
 };
 
 /*

@@ -16,6 +16,10 @@ namespace {
 
 constexpr __u32 batch_size = 1024;
 
+// How long a handshake reported as a timeout stays recorded after its timeout: Linux
+// retransmits an unanswered SYN for about 127 s (tcp_syn_retries = 6: 1+2+4+8+16+32+64 s).
+constexpr std::uint64_t reported_kept_ns = 130'000'000'000ull;
+
 HandshakeEvent timeout_event(const flowlat_flow_key& key, const flowlat_flow& flow, std::uint64_t now_ns)
 {
     flowlat_event raw{};
@@ -53,6 +57,8 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
     std::vector<flowlat_flow_key> keys(batch_size);
     std::vector<flowlat_flow> values(batch_size);
     std::vector<flowlat_flow_key> expired;
+    std::vector<flowlat_flow_key> reported; // every reported entry, with its age
+    std::vector<bool> reported_old;
     std::uint64_t entries = 0;
 
     // Collect first, delete after: deleting while walking would restart the walk.
@@ -66,30 +72,58 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
         const int saved_errno = errno;
         for (__u32 i = 0; i < count; ++i) {
             ++entries;
-            if (now_ns > values[i].first_syn_ns && now_ns - values[i].first_syn_ns >= timeout_ns)
+            const std::uint64_t age = now_ns > values[i].first_syn_ns ? now_ns - values[i].first_syn_ns : 0;
+            if (values[i].stage == FLOWLAT_STAGE_REPORTED) {
+                reported.push_back(keys[i]);
+                reported_old.push_back(age >= timeout_ns + reported_kept_ns);
+            } else if (age >= timeout_ns) {
                 expired.push_back(keys[i]);
+            }
         }
         if (err != 0) {
             if (saved_errno != ENOENT) spdlog::warn("sweep the flow table: {}", std::strerror(saved_errno));
             break;
         }
     }
-    last_entry_count_ = entries;
+
+    // Records of reported handshakes are forgotten once the initiator has given up on its
+    // retransmissions, or at once when the table is half full: pending handshakes come first.
+    const bool pressure = entries > probe_.options().flow_table_size / 2;
+    for (std::size_t i = 0; i < reported.size(); ++i) {
+        if (!pressure && !reported_old[i]) continue;
+        flowlat_flow flow{};
+        if (bpf_map_lookup_and_delete_elem(fd, &reported[i], &flow) != 0) continue;
+        if (flow.stage != FLOWLAT_STAGE_REPORTED) {
+            // A new SYN replaced the record between the walk and the delete: put it back.
+            bpf_map_update_elem(fd, &reported[i], &flow, BPF_NOEXIST);
+            continue;
+        }
+        if (entries > 0) --entries;
+    }
 
     std::vector<HandshakeEvent> timeouts;
     for (const auto& key : expired) {
         flowlat_flow flow{};
         // Atomic with the kernel: whoever deletes the entry reports its outcome.
         if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) continue;
-        if (now_ns <= flow.first_syn_ns || now_ns - flow.first_syn_ns < timeout_ns) {
+        if (flow.stage == FLOWLAT_STAGE_REPORTED || now_ns <= flow.first_syn_ns ||
+            now_ns - flow.first_syn_ns < timeout_ns) {
             // A new SYN replaced the entry between the walk and the delete: put it back.
             bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
             continue;
         }
         if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT) probe_.release_ack_filter_bucket(flow.ack_filter_bucket);
         timeouts.push_back(timeout_event(key, flow, now_ns));
-        if (last_entry_count_ > 0) --last_entry_count_;
+        // Kept as reported (unless under pressure, or a new SYN took the tuple meanwhile), so the
+        // initiator's further retransmissions of this SYN do not count as new handshakes.
+        if (pressure) {
+            if (entries > 0) --entries;
+        } else {
+            flow.stage = FLOWLAT_STAGE_REPORTED;
+            if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) != 0 && entries > 0) --entries;
+        }
     }
+    last_entry_count_ = entries;
     return timeouts;
 }
 

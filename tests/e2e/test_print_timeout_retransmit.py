@@ -6,7 +6,9 @@ Phase A, --handshake-timeout=1s:
     (one SYN, no retransmission)             -> timeout, rtt_ns null, handshake_ns >= 1 s
   * inbound: a raw SYN to the real listener, the SYN-ACK never ACKed  -> timeout
     The half-open connection keeps retransmitting SYN-ACKs afterwards; those must not
-    produce further lines. After an RST clears it, the same 4-tuple (so the same slot of
+    produce further lines.
+  * outbound: connect() to the silent port for 3.5 s: the kernel resends the SYN at ~1 s
+    and ~3 s, the last one after flowlatd reported the timeout -> exactly one line, timeout After an RST clears it, the same 4-tuple (so the same slot of
     the probe's ACK filter) opens a new handshake with a 5 ms ACK delay on the same
     flowlatd instance: completed, measured as usual.
 Phase B, a fresh flowlatd with --handshake-timeout=5s (a 1 s timeout would race with
@@ -77,9 +79,14 @@ def body() -> None:
         if h.result != "synack-only":
             N.fail_hard(f"harness: raw SYN to the listener gave {h.result}")
         half_open.append(h)
+    # A client that keeps trying: the kernel resends the SYN at ~1 s and ~3 s, the second time
+    # after flowlatd has reported the timeout. One connect() is one handshake: one line.
+    retrying = lab.connect(4, SILENT, timeout=3.5)
+    if retrying.result != "timeout":
+        N.fail_hard(f"harness: retrying connect to the silent port gave {retrying.result}")
     t_last = time.monotonic()
-    arrived = wait_lines(fl, 4, timeout=6)
-    chk.check(arrived, f"4 timeout lines expected within {time.monotonic() - t_last:.1f}s of the last SYN,"
+    arrived = wait_lines(fl, 5, timeout=6)
+    chk.check(arrived, f"5 timeout lines expected within {time.monotonic() - t_last:.1f}s of the last SYN,"
                        f" got {len(fl.stdout)}")
     # Past the 1 s SYN-ACK retransmission and well past the sweep: nothing more may appear.
     time.sleep(max(0.0, t_last + 3.5 - time.monotonic()))
@@ -122,8 +129,18 @@ def body() -> None:
     # ---------------------------------------------------------------- checks, phase A
     exp_a = {("outbound", N.FAMILY_NAME[c.family], c.local_port, c.peer_port): ("out", c) for c in out_conns}
     exp_a.update({("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport): ("in", h) for h in half_open})
-    keys_a = list(exp_a) + [("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport) for h in reused]
+    retry_key = ("outbound", "ipv4", retrying.local_port, retrying.peer_port)
+    keys_a = list(exp_a) + [("inbound", N.FAMILY_NAME[h.family], h.dport, h.sport) for h in reused] + [retry_key]
     for key, evs in match_events_in_order(chk, events_a, keys_a).items():
+        if key == retry_key:
+            t = truth(pkts, "outbound", 4, retrying.local, retrying.local_port, retrying.peer, retrying.peer_port)
+            late = [s for s in t.timed_ns if s > N.parse_ts(evs[0]["ts"])]
+            chk.check(len(t.timed_ns) >= 3 and late,
+                      f"harness: the retrying connect should resend its SYN after the timeout line:"
+                      f" SYNs at {[(s - t.first_syn_ns) / 1e9 for s in t.timed_ns]} s, line at {evs[0]['ts']}")
+            chk.check(evs[0].get("outcome") == "timeout",
+                      f"{key}: one line, a timeout, for a connect() whose SYN was resent after it: {evs}")
+            continue
         kind, x = exp_a[key]
         ev = evs[0]
         if kind == "in" and len(evs) > 1:

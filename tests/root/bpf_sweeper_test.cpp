@@ -104,8 +104,10 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
         }
     }
     CHECK(total_ack_filter(*probe) == 0);
-    CHECK(sweeper.last_entry_count() == 0);
-    // Exactly once: a second sweep finds nothing, and a late answer completes nothing.
+    // Both stay recorded as reported, so that their retransmissions are recognised.
+    CHECK(sweeper.last_entry_count() == 2);
+    // Exactly once: a second sweep reports nothing; the same SYNs retransmitted (the client
+    // keeps trying for ~127 s) start nothing, and late answers complete nothing.
     CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
 
     std::vector<HandshakeEvent> delivered;
@@ -113,10 +115,26 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
         delivered.insert(delivered.end(), batch.begin(), batch.end());
     });
     REQUIRE(reader.ok());
+    run(ingress, segment(client4, local4, 50000, 8080, syn, 1000));
+    run(egress, segment(local6, client6, 40000, 443, syn, 2000));
+    std::this_thread::sleep_for(60ms);
+    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
     run(ingress, segment(client6, local6, 443, 40000, syn | ack, 9000, 2001));
+    run(egress, segment(local4, client4, 8080, 50000, syn | ack, 7000, 1001));
     run(ingress, segment(client4, local4, 50000, 8080, ack, 1001, 7001));
     reader.value()->drain();
     CHECK(delivered.empty());
+    CHECK(total_ack_filter(*probe) == 0);
+    CHECK(probe->read_counters().handshakes_abandoned == 0);
+
+    // A new attempt on the same tuple (a new ISN) is a new handshake, measured as usual.
+    run(egress, segment(local6, client6, 40000, 443, syn, 3000));
+    run(ingress, segment(client6, local6, 443, 40000, syn | ack, 9000, 3001));
+    reader.value()->drain();
+    REQUIRE(delivered.size() == 1);
+    CHECK(delivered[0].outcome == Outcome::completed);
+    CHECK(delivered[0].retransmits == 0);
+    CHECK(delivered[0].rtt_ns);
 }
 
 TEST_CASE("the reader delivers completed handshakes in one batch, with the counters the daemon exports",
