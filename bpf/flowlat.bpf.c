@@ -716,7 +716,11 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 		return;
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
-	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack)
+	/*
+	 * The final ACK acknowledges our SYN-ACK (ack = our ISN + 1), or, when we sent data right
+	 * after it (TCP Fast Open), that data as well: any ack at or past ISN + 1, in serial order.
+	 */
+	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack - flow->expected_ack < (1u << 30))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
