@@ -620,6 +620,13 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 			if (egress)
 				record_transmission(skb, pkt, flow, now);
 			return;
+		} else if (flow->direction != direction) {
+			/*
+			 * The other side's SYN on our pending handshake's tuple: a simultaneous open
+			 * (or a socket connected to itself). The pending one goes on; the peer's
+			 * SYN-ACK completes it.
+			 */
+			return;
 		} else {
 			abandon(&key, flow, now);
 		}

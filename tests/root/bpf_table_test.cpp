@@ -948,6 +948,20 @@ TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "
     });
 }
 
+TEST_CASE("simultaneous open: the peer's SYN on our pending tuple is no new handshake", "[root][bpf]")
+{
+    // Both sides send a SYN, then each answers the other's with a SYN-ACK (RFC 9293 3.5).
+    run_table({
+        {"outbound: our SYN, the peer's SYN, our SYN-ACK, the peer's SYN-ACK",
+         {egress(out_syn(client4)), ingress(received(client4, syn).seq(server_isn)),
+          egress(sent(client4, syn_ack).seq(client_isn).ack(server_isn + 1)),
+          ingress(received(client4, syn_ack).seq(server_isn).ack(client_isn + 1))},
+         {completed(3, Direction::outbound, client4, 0)},
+         {},
+         {.abandoned = 0}},
+    });
+}
+
 TEST_CASE("TCP Fast Open: a SYN with data may be acked past ISN + 1", "[root][bpf]")
 {
     const auto out = Direction::outbound;
