@@ -20,9 +20,10 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the loader between open and load. */
-const volatile __u64 handshake_timeout_ns = FLOWLAT_DEFAULT_HANDSHAKE_TIMEOUT_NS;
-/* Wake the reader only once this much is queued (0: on every event); it also polls on a timer. */
+/*
+ * Set by the loader between open and load: wake the reader only once this much is queued
+ * (0: on every event); it also polls on a timer.
+ */
 const volatile __u32 ring_wakeup_bytes = 0;
 
 struct {
@@ -724,10 +725,12 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
 	/*
-	 * The final ACK acknowledges our SYN-ACK (ack = our ISN + 1), or, when we sent data right
-	 * after it (TCP Fast Open), that data as well: any ack at or past ISN + 1, in serial order.
+	 * Exactly our ISN + 1: an ACK with another number is refused by our stack. (A Fast Open
+	 * server that sends data before the final ACK gets that data acked with it, and such a
+	 * handshake ends as a timeout: the egress data that would explain the larger ack is
+	 * never looked up, to keep the established path free of map operations.)
 	 */
-	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack - flow->expected_ack < (1u << 30))
+	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack)
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 

@@ -15,7 +15,6 @@
 /* Default bounds; both can be changed before load (flow_table_size, ring_buffer_size). */
 #define FLOWLAT_DEFAULT_FLOW_TABLE_SIZE 65536u
 #define FLOWLAT_DEFAULT_RING_BUFFER_SIZE (1u * 1024u * 1024u)
-#define FLOWLAT_DEFAULT_HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
 
 /*
  * Inbound ACKs of established flows must not each cost a hash lookup, so the

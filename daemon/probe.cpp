@@ -195,7 +195,6 @@ Result<std::unique_ptr<Probe>> Probe::load(const ProbeOptions& options, LoadErro
     if (skeleton == nullptr) return fail("open the embedded BPF object", "opening the embedded BPF object", errno);
     std::unique_ptr<::flowlat_probe, void (*)(::flowlat_probe*)> guard(skeleton, flowlat_probe__destroy);
 
-    skeleton->rodata->handshake_timeout_ns = options.handshake_timeout_ns;
     skeleton->rodata->ring_wakeup_bytes = options.ring_wakeup_bytes;
     if (int err = bpf_map__set_max_entries(skeleton->maps.flows, options.flow_table_size)) {
         const std::string what = "set flow table size to " + std::to_string(options.flow_table_size);
