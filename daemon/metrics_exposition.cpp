@@ -388,8 +388,10 @@ void write_operational(Writer& w, const aggregation::Snapshot& snap, const Opera
     single(w, "flowlat_events_malformed_total",
            "Ring buffer records that did not decode as a handshake event and were dropped.", Type::counter,
            u(op.events_malformed));
-    single(w, "flowlat_flow_table_entries", "Handshakes in progress in the probe's flow table.", Type::gauge,
-           u(op.flow_table_entries));
+    single(w, "flowlat_flow_table_entries",
+           "Entries in the probe's flow table: handshakes in progress, and recent timeouts kept to recognise "
+           "their SYN retransmissions.",
+           Type::gauge, u(op.flow_table_entries));
     single(w, "flowlat_flow_table_size", "Capacity of the probe's flow table.", Type::gauge,
            u(op.flow_table_size));
     single(w, "flowlat_flow_table_full_total", "Handshakes not tracked because the flow table was full.",
