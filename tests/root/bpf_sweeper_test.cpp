@@ -137,6 +137,30 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
     CHECK(delivered[0].rtt_ns);
 }
 
+TEST_CASE("records of reported timeouts give way when the flow table is half full", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms, in a 1,024-entry table
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    // 600 unanswered SYNs: past half the table.
+    for (std::uint16_t i = 0; i < 600; ++i)
+        run(egress, segment(local4, client4, static_cast<std::uint16_t>(20000 + i), 443, syn, 100u + i));
+    probe::TimeoutSweeper sweeper(*probe);
+    std::this_thread::sleep_for(60ms);
+    CHECK(sweeper.sweep(probe::monotonic_now_ns()).size() == 600);
+    // Under pressure nothing is kept: the table is free for new handshakes at once.
+    CHECK(sweeper.last_entry_count() == 0);
+
+    // 100 more, below half: these are kept as records after their timeout.
+    for (std::uint16_t i = 0; i < 100; ++i)
+        run(egress, segment(local4, client4, static_cast<std::uint16_t>(30000 + i), 443, syn, 100u + i));
+    std::this_thread::sleep_for(60ms);
+    CHECK(sweeper.sweep(probe::monotonic_now_ns()).size() == 100);
+    CHECK(sweeper.last_entry_count() == 100);
+    CHECK(probe->read_counters().flow_table_full == 0);
+}
+
 TEST_CASE("the reader delivers completed handshakes in one batch, with the counters the daemon exports",
           "[root][bpf]")
 {
