@@ -217,29 +217,22 @@ int main(int argc, char** argv)
         // Outbound: our SYN on egress (new entry), the peer's SYN-ACK on ingress completes it.
         // The primitives take the same frames (their own maps, so the tuples may repeat); which
         // of the two goes first alternates by round, so neither always follows the drain.
-        auto probe_outbound = [&] {
+        auto outbound = [&](int syn_program, int synack_program, Samples& syn_times, Samples& synack_times,
+                            std::uint64_t& events, probe::EventReader& events_reader) {
             for (std::uint32_t i = 0; i < batch; ++i) {
                 patch_tcp4(syn, local, peer_of(base + i), port_of(base + i), 443, base + i, 0);
-                syn_new.values.push_back(test_run(egress, syn, 1).duration_ns);
+                syn_times.values.push_back(test_run(syn_program, syn, 1).duration_ns);
             }
             for (std::uint32_t i = 0; i < batch; ++i) {
                 patch_tcp4(synack, peer_of(base + i), local, 443, port_of(base + i), 900, base + i + 1);
-                synack_done.values.push_back(test_run(ingress, synack, 1).duration_ns);
+                synack_times.values.push_back(test_run(synack_program, synack, 1).duration_ns);
             }
-            expected += batch;
-            reader->drain();
+            events += batch;
+            events_reader.drain();
         };
+        auto probe_outbound = [&] { outbound(egress, ingress, syn_new, synack_done, expected, *reader); };
         auto primitives = [&] {
-            for (std::uint32_t i = 0; i < batch; ++i) {
-                patch_tcp4(syn, local, peer_of(base + i), port_of(base + i), 443, base + i, 0);
-                prim_new.values.push_back(test_run(prim_insert, syn, 1).duration_ns);
-            }
-            for (std::uint32_t i = 0; i < batch; ++i) {
-                patch_tcp4(synack, peer_of(base + i), local, 443, port_of(base + i), 900, base + i + 1);
-                prim_done.values.push_back(test_run(prim_complete, synack, 1).duration_ns);
-            }
-            prim_expected += batch;
-            prim_reader->drain();
+            outbound(prim_insert, prim_complete, prim_new, prim_done, prim_expected, *prim_reader);
         };
         if (r % 2 == 0) {
             probe_outbound();
