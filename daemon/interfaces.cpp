@@ -1,7 +1,6 @@
 #include "interfaces.hpp"
 
-#include "netlink_attributes.hpp"
-#include "unique_fd.hpp"
+#include "rtnetlink.hpp"
 
 #include <fnmatch.h>
 #include <linux/netlink.h>
@@ -10,8 +9,6 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <array>
-#include <cerrno>
 #include <cstring>
 #include <string_view>
 
@@ -99,8 +96,6 @@ std::vector<unsigned> default_route_ifindexes(const void* dump, std::size_t leng
 
 std::vector<std::string> default_route_interfaces()
 {
-    UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-    if (!fd.valid()) return {};
     struct {
         nlmsghdr header;
         rtmsg route;
@@ -110,29 +105,13 @@ std::vector<std::string> default_route_interfaces()
     request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
     request.header.nlmsg_seq = 1;
     request.route.rtm_family = AF_UNSPEC; // both families in one dump
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (::sendto(fd.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-                 sizeof(kernel)) < 0)
-        return {};
 
     std::vector<unsigned> ifindexes;
-    alignas(nlmsghdr) std::array<char, 32768> buffer;
-    for (bool done = false; !done;) {
-        const ssize_t received = ::recv(fd.get(), buffer.data(), buffer.size(), 0);
-        if (received < 0) {
-            if (errno == EINTR) continue;
-            return {};
-        }
-        auto left = static_cast<int>(received);
-        for (auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(message, left);
-             message = NLMSG_NEXT(message, left)) {
-            if (message->nlmsg_type == NLMSG_DONE || message->nlmsg_type == NLMSG_ERROR) done = true;
-        }
-        for (unsigned ifindex : default_route_ifindexes(buffer.data(), static_cast<std::size_t>(received)))
-            if (std::find(ifindexes.begin(), ifindexes.end(), ifindex) == ifindexes.end()) ifindexes.push_back(ifindex);
-        if (received == 0) break;
-    }
+    const int failed = netlink::exchange(request.header, [&](const nlmsghdr& message) {
+        collect_default(&message, ifindexes);
+        return message.nlmsg_type != NLMSG_ERROR;
+    });
+    if (failed != 0) return {};
 
     std::vector<std::string> names;
     for (unsigned ifindex : ifindexes) {

@@ -1,16 +1,15 @@
 #include "tc_filter_query.hpp"
 
-#include "netlink_attributes.hpp"
-#include "unique_fd.hpp"
+#include "rtnetlink.hpp"
 
 #include <linux/if_ether.h>
 #include <linux/netlink.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
-#include <sys/socket.h>
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cerrno>
@@ -51,9 +50,6 @@ Result<std::optional<ClsBpfFilter>> query_cls_bpf_filter(unsigned ifindex, bool 
 {
     const std::string what = "query the clsact filter at handle " + std::to_string(handle) + " on ifindex " +
                              std::to_string(ifindex);
-    UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-    if (!fd.valid()) return os_error(what);
-
     struct {
         nlmsghdr header;
         tcmsg tc;
@@ -75,38 +71,27 @@ Result<std::optional<ClsBpfFilter>> query_cls_bpf_filter(unsigned ifindex, bool 
     std::memcpy(RTA_DATA(kind), "bpf", sizeof("bpf"));
     request.header.nlmsg_len = NLMSG_ALIGN(request.header.nlmsg_len) + RTA_ALIGN(kind->rta_len);
 
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (::sendto(fd.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-                 sizeof(kernel)) < 0)
-        return os_error(what);
-
     std::optional<ClsBpfFilter> found;
-    alignas(nlmsghdr) std::array<char, 8192> buffer;
-    for (;;) {
-        const ssize_t received = ::recv(fd.get(), buffer.data(), buffer.size(), 0);
-        if (received < 0) {
-            if (errno == EINTR) continue;
-            return os_error(what);
+    int refused = 0;
+    const int failed = netlink::exchange(request.header, [&](const nlmsghdr& message) {
+        if (message.nlmsg_type == RTM_NEWTFILTER) {
+            found = parse_filter(&message);
+            return true;
         }
-        auto left = static_cast<int>(received);
-        for (auto* message = reinterpret_cast<const nlmsghdr*>(buffer.data()); NLMSG_OK(message, left);
-             message = NLMSG_NEXT(message, left)) {
-            if (message->nlmsg_seq != request.header.nlmsg_seq) continue;
-            if (message->nlmsg_type == RTM_NEWTFILTER) {
-                found = parse_filter(message);
-            } else if (message->nlmsg_type == NLMSG_ERROR) {
-                const int error = -static_cast<const nlmsgerr*>(NLMSG_DATA(message))->error;
-                if (error == 0) return found; // the ACK ends the answer
-                // No such handle (ENOENT), no clsact qdisc, or another protocol or kind at this
-                // priority (EINVAL): in every case no cls_bpf filter sits in the slot.
-                if (error == ENOENT || error == EINVAL) return std::optional<ClsBpfFilter>{};
-                return os_error(what, error);
-            } else if (message->nlmsg_type == NLMSG_DONE) {
-                return found;
-            }
-        }
-    }
+        if (message.nlmsg_type != NLMSG_ERROR) return true;
+        const int error = -static_cast<const nlmsgerr*>(NLMSG_DATA(&message))->error;
+        // No such handle (ENOENT), no clsact qdisc, or another protocol or kind at this
+        // priority (EINVAL): in every case no cls_bpf filter sits in the slot. 0 is the ACK
+        // that ends the answer.
+        if (error == ENOENT || error == EINVAL)
+            found.reset();
+        else
+            refused = error;
+        return false;
+    });
+    if (failed != 0) return os_error(what, failed);
+    if (refused != 0) return os_error(what, refused);
+    return found;
 }
 
 } // namespace flowlat::probe
