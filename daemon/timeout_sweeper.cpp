@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <optional>
 
 namespace flowlat::probe {
 
@@ -86,32 +87,34 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
         }
     }
 
+    // Deletes the entry if it is still what the walk saw. Atomic with the kernel: whoever
+    // deletes an entry reports its outcome. An entry a new SYN put in its place between the
+    // walk and the delete is put back.
+    auto take_if = [fd](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
+        flowlat_flow flow{};
+        if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) return std::nullopt;
+        if (still_wanted(flow)) return flow;
+        bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
+        return std::nullopt;
+    };
+
     // Records of reported handshakes are forgotten once the initiator has given up on its
     // retransmissions, or at once when the table is half full: pending handshakes come first.
     const bool pressure = entries > probe_.options().flow_table_size / 2;
     for (std::size_t i = 0; i < reported.size(); ++i) {
         if (!pressure && !reported_old[i]) continue;
-        flowlat_flow flow{};
-        if (bpf_map_lookup_and_delete_elem(fd, &reported[i], &flow) != 0) continue;
-        if (flow.stage != FLOWLAT_STAGE_REPORTED) {
-            // A new SYN replaced the record between the walk and the delete: put it back.
-            bpf_map_update_elem(fd, &reported[i], &flow, BPF_NOEXIST);
-            continue;
-        }
-        if (entries > 0) --entries;
+        const auto is_record = [](const flowlat_flow& flow) { return flow.stage == FLOWLAT_STAGE_REPORTED; };
+        if (take_if(reported[i], is_record) && entries > 0) --entries;
     }
 
     std::vector<HandshakeEvent> timeouts;
     for (const auto& key : expired) {
-        flowlat_flow flow{};
-        // Atomic with the kernel: whoever deletes the entry reports its outcome.
-        if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) continue;
-        if (flow.stage == FLOWLAT_STAGE_REPORTED || now_ns <= flow.first_syn_ns ||
-            now_ns - flow.first_syn_ns < timeout_ns) {
-            // A new SYN replaced the entry between the walk and the delete: put it back.
-            bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
-            continue;
-        }
+        auto taken = take_if(key, [&](const flowlat_flow& flow) {
+            return flow.stage != FLOWLAT_STAGE_REPORTED && now_ns > flow.first_syn_ns &&
+                   now_ns - flow.first_syn_ns >= timeout_ns;
+        });
+        if (!taken) continue;
+        flowlat_flow& flow = *taken;
         if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT) probe_.release_ack_filter_bucket(flow.ack_filter_bucket);
         timeouts.push_back(timeout_event(key, flow, now_ns));
         // Kept as reported (unless under pressure, or a new SYN took the tuple meanwhile), so the
