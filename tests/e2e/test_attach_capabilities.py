@@ -61,10 +61,9 @@ def start_print(lab: N.Lab, env: dict, caps: tuple = tuple(UNIT_CAPS)) -> N.Proc
     return p
 
 
-def run_second(lab: N.Lab, env: dict, caps: tuple = tuple(UNIT_CAPS)) -> tuple[Optional[int], str]:
-    """A second --print instance that should refuse at once: (exit code or None if it ran on, stderr)."""
-    p = subprocess.Popen(lab.exec_cmd(lab.client_ns, [*caps, N.flowlatd_path(), "--interface", lab.client_if,
-                                                      "--print=json"]),
+def run_refused(lab: N.Lab, args: list[str], env: dict) -> tuple[Optional[int], str]:
+    """A flowlatd that should refuse at once: (exit code or None if it ran on, stderr)."""
+    p = subprocess.Popen(lab.exec_cmd(lab.client_ns, args),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, **env})
     try:
@@ -74,6 +73,11 @@ def run_second(lab: N.Lab, env: dict, caps: tuple = tuple(UNIT_CAPS)) -> tuple[O
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=10)
         return None, err
+
+
+def run_second(lab: N.Lab, env: dict, caps: tuple = tuple(UNIT_CAPS)) -> tuple[Optional[int], str]:
+    """A second --print instance that should refuse at once."""
+    return run_refused(lab, [*caps, N.flowlatd_path(), "--interface", lab.client_if, "--print=json"], env)
 
 
 def cap_eff(pid: int) -> int:
@@ -165,17 +169,8 @@ def stale_filter_is_replaced(chk: N.Checker, lab: N.Lab) -> None:
 
 def run_second_daemon(lab: N.Lab, cfg: str, env: dict) -> tuple[Optional[int], str]:
     """A second daemon on the same interface, under the unit's capabilities: it must refuse."""
-    p = subprocess.Popen(lab.exec_cmd(lab.client_ns, [*UNIT_CAPS, N.flowlatd_path(), f"--config.file={cfg}",
-                                                      f"--web.listen-address=127.0.0.1:{H.METRICS_PORT + 7}"]),
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **env})
-    try:
-        _, err = p.communicate(timeout=10)
-        return p.returncode, err
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=10)
-        return None, err
+    return run_refused(lab, [*UNIT_CAPS, N.flowlatd_path(), f"--config.file={cfg}",
+                             f"--web.listen-address=127.0.0.1:{H.METRICS_PORT + 7}"], env)
 
 
 def second_instance_beside_daemon(chk: N.Checker, lab: N.Lab) -> None:
