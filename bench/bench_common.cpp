@@ -121,19 +121,6 @@ TestRun test_run(int prog_fd, Frame& frame, std::uint32_t repeat)
     return {opts.retval, opts.duration};
 }
 
-std::uint64_t monotonic_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
-std::uint64_t thread_cpu_ns()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 namespace {
 std::uint64_t tv_ns(const timeval& tv)

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include "os/clock.hpp"
 
 namespace flowlat::bench {
 
@@ -52,8 +53,8 @@ struct TestRun {
 // One BPF_PROG_TEST_RUN; throws std::runtime_error on failure.
 TestRun test_run(int prog_fd, Frame& frame, std::uint32_t repeat);
 
-std::uint64_t monotonic_ns();
-std::uint64_t thread_cpu_ns();   // CLOCK_THREAD_CPUTIME_ID (user + system)
+using flowlat::clock::monotonic_ns;
+using flowlat::clock::thread_cpu_ns; // user + system
 std::uint64_t thread_user_ns();  // getrusage(RUSAGE_THREAD).ru_utime
 std::uint64_t thread_sys_ns();   // getrusage(RUSAGE_THREAD).ru_stime
 

@@ -19,9 +19,9 @@
 #include "bench_primitives.skel.h"
 #include "primitives.h"
 
-#include "event_reader.hpp"
-#include "flowlat_abi.hpp"
-#include "probe.hpp"
+#include "probe/event_reader.hpp"
+#include "flow/flowlat_abi.hpp"
+#include "probe/probe.hpp"
 
 #include <bpf/bpf.h>
 #include <arpa/inet.h>

@@ -28,13 +28,13 @@
 #include "baseline.h"
 #include "driver.h"
 
-#include "aggregator.hpp"
-#include "config.hpp"
-#include "event_loop.hpp"
-#include "event_reader.hpp"
-#include "label_policy.hpp"
-#include "metrics_exposition.hpp"
-#include "probe.hpp"
+#include "aggregate/aggregator.hpp"
+#include "config/config.hpp"
+#include "os/event_loop.hpp"
+#include "probe/event_reader.hpp"
+#include "aggregate/label_policy.hpp"
+#include "export/metrics_exposition.hpp"
+#include "probe/probe.hpp"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>

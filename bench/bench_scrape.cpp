@@ -5,12 +5,12 @@
 // to the last byte; render_metrics alone is timed in process as well.
 #include "bench_common.hpp"
 
-#include "aggregator.hpp"
-#include "config.hpp"
-#include "http_server.hpp"
-#include "label_policy.hpp"
-#include "metrics_exposition.hpp"
-#include "process_metrics.hpp"
+#include "aggregate/aggregator.hpp"
+#include "config/config.hpp"
+#include "export/http_server.hpp"
+#include "aggregate/label_policy.hpp"
+#include "export/metrics_exposition.hpp"
+#include "export/process_metrics.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

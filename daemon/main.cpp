@@ -1,9 +1,9 @@
 // flowlatd: wiring and exit codes only; every job lives in its own module.
-#include "cli.hpp"
-#include "daemon_mode.hpp"
-#include "logging.hpp"
-#include "print_mode.hpp"
-#include "probe.hpp"
+#include "app/cli.hpp"
+#include "app/daemon_mode.hpp"
+#include "os/logging.hpp"
+#include "app/print_mode.hpp"
+#include "probe/probe.hpp"
 
 #include <cstdio>
 #include <exception>

@@ -1,9 +1,10 @@
 // The daemon's own probe modules against the real program (root, BPF_PROG_TEST_RUN, no attach):
 // Probe (load, counters, counting filter), EventReader (batches) and TimeoutSweeper.
-#include "event_reader.hpp"
+#include "os/clock.hpp"
+#include "probe/event_reader.hpp"
 #include "packet_builder.hpp"
-#include "probe.hpp"
-#include "timeout_sweeper.hpp"
+#include "probe/probe.hpp"
+#include "probe/timeout_sweeper.hpp"
 
 #include <bpf/bpf.h>
 #include <catch2/catch.hpp>
@@ -82,11 +83,11 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
 
     probe::TimeoutSweeper sweeper(*probe);
     // Too young: nothing is reported, both are still counted as pending.
-    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
+    CHECK(sweeper.sweep(clock::monotonic_ns()).empty());
     CHECK(sweeper.last_entry_count() == 2);
 
     std::this_thread::sleep_for(60ms);
-    const std::uint64_t now = probe::monotonic_now_ns();
+    const std::uint64_t now = clock::monotonic_ns();
     auto timeouts = sweeper.sweep(now);
     REQUIRE(timeouts.size() == 2);
     for (const auto& event : timeouts) {
@@ -108,7 +109,7 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
     CHECK(sweeper.last_entry_count() == 2);
     // Exactly once: a second sweep reports nothing; the same SYNs retransmitted (the client
     // keeps trying for ~127 s) start nothing, and late answers complete nothing.
-    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
+    CHECK(sweeper.sweep(clock::monotonic_ns()).empty());
 
     std::vector<HandshakeEvent> delivered;
     auto reader = probe::EventReader::open(probe->ring_buffer_fd(), [&](std::span<const HandshakeEvent> batch) {
@@ -118,7 +119,7 @@ TEST_CASE("the sweep reports unanswered handshakes once and gives back their fil
     run(ingress, segment(client4, local4, 50000, 8080, syn, 1000));
     run(egress, segment(local6, client6, 40000, 443, syn, 2000));
     std::this_thread::sleep_for(60ms);
-    CHECK(sweeper.sweep(probe::monotonic_now_ns()).empty());
+    CHECK(sweeper.sweep(clock::monotonic_ns()).empty());
     run(ingress, segment(client6, local6, 443, 40000, syn | ack, 9000, 2001));
     run(egress, segment(local4, client4, 8080, 50000, syn | ack, 7000, 1001));
     run(ingress, segment(client4, local4, 50000, 8080, ack, 1001, 7001));
@@ -148,7 +149,7 @@ TEST_CASE("records of reported timeouts give way when the flow table is half ful
         run(egress, segment(local4, client4, static_cast<std::uint16_t>(20000 + i), 443, syn, 100u + i));
     probe::TimeoutSweeper sweeper(*probe);
     std::this_thread::sleep_for(60ms);
-    CHECK(sweeper.sweep(probe::monotonic_now_ns()).size() == 600);
+    CHECK(sweeper.sweep(clock::monotonic_ns()).size() == 600);
     // Under pressure nothing is kept: the table is free for new handshakes at once.
     CHECK(sweeper.last_entry_count() == 0);
 
@@ -156,7 +157,7 @@ TEST_CASE("records of reported timeouts give way when the flow table is half ful
     for (std::uint16_t i = 0; i < 100; ++i)
         run(egress, segment(local4, client4, static_cast<std::uint16_t>(30000 + i), 443, syn, 100u + i));
     std::this_thread::sleep_for(60ms);
-    CHECK(sweeper.sweep(probe::monotonic_now_ns()).size() == 100);
+    CHECK(sweeper.sweep(clock::monotonic_ns()).size() == 100);
     CHECK(sweeper.last_entry_count() == 100);
     CHECK(probe->read_counters().flow_table_full == 0);
 }

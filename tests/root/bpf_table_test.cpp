@@ -6,11 +6,12 @@
 // clock windows), exactly the listed flow-table entries, and every counter. After every
 // step the counting filter must match the flows that hold a bucket. Each case loads a
 // fresh skeleton, so cases are independent.
+#include "os/clock.hpp"
 #include "packet_builder.hpp"
 
-#include "flowlat_abi.hpp"
+#include "flow/flowlat_abi.hpp"
 #include "flowlat_probe.skel.h"
-#include "handshake_event.hpp"
+#include "flow/handshake_event.hpp"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -55,13 +56,6 @@ constexpr std::uint32_t loopback_ifindex = 1;
 constexpr std::uint64_t clock_slack_ns = 50'000;
 // Long enough that the windows of two transmissions cannot overlap in an rtt check.
 constexpr auto karn_gap = 20ms;
-
-std::uint64_t monotonic_ns()
-{
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
-}
 
 // ---------------------------------------------------------------------------------------
 // The probe under test.
@@ -135,9 +129,9 @@ public:
         bpf_program* program =
             hook == Hook::ingress ? skeleton_->progs.flowlat_ingress : skeleton_->progs.flowlat_egress;
 
-        result.window.start_ns = monotonic_ns();
+        result.window.start_ns = flowlat::clock::monotonic_ns();
         result.error = bpf_prog_test_run_opts(bpf_program__fd(program), &opts);
-        result.window.end_ns = monotonic_ns();
+        result.window.end_ns = flowlat::clock::monotonic_ns();
         result.verdict = static_cast<int>(opts.retval);
         result.frame_out.resize(result.error == 0 ? opts.data_size_out : 0);
         return result;

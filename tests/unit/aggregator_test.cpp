@@ -1,4 +1,4 @@
-#include "aggregator.hpp"
+#include "aggregate/aggregator.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>

@@ -1,5 +1,5 @@
-#include "cli.hpp"
-#include "duration.hpp"
+#include "app/cli.hpp"
+#include "config/duration.hpp"
 
 #include <catch2/catch.hpp>
 

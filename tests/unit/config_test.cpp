@@ -1,5 +1,5 @@
 // Unit tests for the config module: parsing, validation, positions and messages.
-#include "config.hpp"
+#include "config/config.hpp"
 #include "temp_file.hpp"
 
 #include <catch2/catch.hpp>

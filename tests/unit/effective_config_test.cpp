@@ -1,5 +1,5 @@
 // What the daemon runs on: the file (named, default path, or embedded default), then flags.
-#include "daemon_mode.hpp"
+#include "app/daemon_mode.hpp"
 #include "temp_file.hpp"
 
 #include <catch2/catch.hpp>

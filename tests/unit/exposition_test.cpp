@@ -1,4 +1,4 @@
-#include "metrics_exposition.hpp"
+#include "export/metrics_exposition.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,5 +1,5 @@
-#include "flowlat_abi.hpp"
-#include "handshake_event.hpp"
+#include "flow/flowlat_abi.hpp"
+#include "flow/handshake_event.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "export/http_server.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "interfaces.hpp"
+#include "os/interfaces.hpp"
 
 #include <catch2/catch.hpp>
 

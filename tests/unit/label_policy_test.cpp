@@ -1,4 +1,4 @@
-#include "label_policy.hpp"
+#include "aggregate/label_policy.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>

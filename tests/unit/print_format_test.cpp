@@ -1,6 +1,6 @@
-#include "flowlat_abi.hpp"
-#include "handshake_event.hpp"
-#include "print_format.hpp"
+#include "flow/flowlat_abi.hpp"
+#include "flow/handshake_event.hpp"
+#include "app/print_format.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>

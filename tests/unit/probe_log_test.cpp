@@ -1,6 +1,6 @@
 // libbpf's output during a load: kept, not printed, and reported once as the log's tail.
-#include "probe.hpp"
-#include "startup.hpp"
+#include "probe/probe.hpp"
+#include "app/startup.hpp"
 
 #include <bpf/libbpf.h>
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "signal_policy.hpp"
+#include "os/signal_policy.hpp"
 
 #include <catch2/catch.hpp>
 

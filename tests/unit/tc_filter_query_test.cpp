@@ -1,4 +1,4 @@
-#include "tc_filter_query.hpp"
+#include "probe/tc_filter_query.hpp"
 
 #include <catch2/catch.hpp>
 

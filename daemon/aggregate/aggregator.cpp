@@ -1,0 +1,282 @@
+#include "aggregate/aggregator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace flowlat::aggregation {
+
+namespace {
+
+std::vector<std::uint64_t> to_ns(const std::vector<double>& bounds)
+{
+    std::vector<std::uint64_t> ns;
+    ns.reserve(bounds.size());
+    for (double bound : bounds) {
+        if (!(bound > 0) || !std::isfinite(bound) || bound > 1e9)
+            throw std::invalid_argument("histogram bucket bounds must be finite, positive seconds");
+        ns.push_back(static_cast<std::uint64_t>(std::llround(bound * 1e9)));
+    }
+    if (!std::is_sorted(ns.begin(), ns.end()) ||
+        std::adjacent_find(ns.begin(), ns.end()) != ns.end())
+        throw std::invalid_argument("histogram bucket bounds must be strictly increasing (at ns resolution)");
+    return ns;
+}
+
+std::string join(const std::vector<double>& values)
+{
+    std::string text;
+    for (double value : values) {
+        if (!text.empty()) text += ", ";
+        text += std::to_string(value);
+    }
+    return "[" + text + "]";
+}
+
+} // namespace
+
+Settings Settings::from(const config::Config& config)
+{
+    Settings settings;
+    settings.buckets = config.buckets.empty() ? config::default_buckets() : config.buckets;
+    settings.max_series = config.max_series;
+    settings.series_ttl = config.series_ttl;
+    return settings;
+}
+
+std::span<const std::uint64_t> Snapshot::rtt_buckets(std::size_t i) const
+{
+    return {buckets.data() + i * stride(), bounds.size() + 1};
+}
+
+std::span<const std::uint64_t> Snapshot::duration_buckets(std::size_t i) const
+{
+    return {buckets.data() + i * stride() + bounds.size() + 1, bounds.size() + 1};
+}
+
+std::size_t bucket_index(const std::vector<std::uint64_t>& bounds_ns, std::uint64_t value_ns)
+{
+    return static_cast<std::size_t>(
+        std::lower_bound(bounds_ns.begin(), bounds_ns.end(), value_ns) - bounds_ns.begin());
+}
+
+void SeriesCounters::add(const SeriesCounters& other)
+{
+    for (std::size_t i = 0; i < handshakes.size(); ++i) handshakes[i] += other.handshakes[i];
+    syn_retransmits += other.syn_retransmits;
+    rtt_count += other.rtt_count;
+    rtt_sum_ns += other.rtt_sum_ns;
+    duration_count += other.duration_count;
+    duration_sum_ns += other.duration_sum_ns;
+    last_update_ns = std::max(last_update_ns, other.last_update_ns);
+}
+
+Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
+    : policy_(std::move(policy)),
+      bounds_(std::move(settings.buckets)),
+      bounds_ns_(to_ns(bounds_)),
+      max_series_(settings.max_series),
+      ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull)
+{
+    for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
+    // Enough that a typical table never rehashes on the event path, without committing
+    // memory up front for a large max_series that may never fill.
+    index_.reserve(std::min<std::size_t>(max_series_, 16'384) + 64);
+}
+
+std::uint16_t Aggregator::intern_group(const std::string& name)
+{
+    const auto it = std::find(group_names_.begin(), group_names_.end(), name);
+    if (it != group_names_.end()) return static_cast<std::uint16_t>(it - group_names_.begin());
+    if (group_names_.size() > std::numeric_limits<std::uint16_t>::max())
+        throw std::length_error("too many distinct peer group names");
+    group_names_.push_back(name);
+    return static_cast<std::uint16_t>(group_names_.size() - 1);
+}
+
+std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
+{
+    auto it = index_.find(key);
+    if (it != index_.end()) return it->second;
+
+    if (index_.size() >= max_series_ && key.peer_kind != labels::PeerKind::other) {
+        // The port goes with the peer: keeping it would let a port scan create one
+        // overflow series per port. Interface, direction and family stay, so the overflow
+        // adds at most one series per (interface, direction, family).
+        ++overflow_;
+        key.peer_kind = labels::PeerKind::other;
+        key.group = 0;
+        key.prefix_length = 0;
+        key.address = {};
+        key.port = 0;
+        key.port_other = 1;
+        it = index_.find(key);
+        if (it != index_.end()) return it->second;
+    }
+
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::uint32_t slot;
+    if (!free_slots_.empty()) {
+        slot = free_slots_.back();
+        free_slots_.pop_back();
+        slots_[slot] = SeriesCounters{};
+        live_[slot] = true;
+        std::fill_n(buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride), stride, 0);
+    } else {
+        slot = static_cast<std::uint32_t>(slots_.size());
+        slots_.emplace_back();
+        live_.push_back(true);
+        buckets_.resize(buckets_.size() + stride, 0);
+    }
+    slots_[slot].key = key;
+    index_.emplace(key, slot);
+    return slot;
+}
+
+void Aggregator::add(std::span<const HandshakeEvent> events)
+{
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::lock_guard lock(mutex_);
+    for (const auto& event : events) {
+        auto key = policy_.classify(event);
+        if (key.peer_kind == labels::PeerKind::group) key.group = group_ids_[key.group];
+        if (!interface_redirects_.empty()) {
+            if (const auto it = interface_redirects_.find(key.ifindex); it != interface_redirects_.end())
+                key.ifindex = it->second;
+        }
+        const auto slot = find_or_create(key);
+        auto& series = slots_[slot];
+        std::uint64_t* buckets = buckets_.data() + slot * stride;
+
+        ++series.handshakes[static_cast<std::size_t>(event.outcome)];
+        series.syn_retransmits += event.retransmits;
+        if (event.rtt_ns) {
+            ++series.rtt_count;
+            series.rtt_sum_ns += *event.rtt_ns;
+            ++buckets[bucket_index(bounds_ns_, *event.rtt_ns)];
+        }
+        // Duration observes completed handshakes only: a refusal's SYN-to-RST time and a
+        // timeout's configured deadline are different distributions (see docs/metrics.md).
+        if (event.outcome == Outcome::completed) {
+            ++series.duration_count;
+            series.duration_sum_ns += event.handshake_ns;
+            ++buckets[bounds_.size() + 1 + bucket_index(bounds_ns_, event.handshake_ns)];
+        }
+        series.last_update_ns = std::max(series.last_update_ns, event.monotonic_ns);
+    }
+}
+
+std::size_t Aggregator::expire(std::uint64_t now_ns)
+{
+    std::lock_guard lock(mutex_);
+    if (ttl_ns_ == 0) return 0;
+    std::size_t removed = 0;
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot] || now_ns <= slots_[slot].last_update_ns + ttl_ns_) continue;
+        index_.erase(slots_[slot].key);
+        live_[slot] = false;
+        free_slots_.push_back(slot);
+        ++removed;
+    }
+    return removed;
+}
+
+void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redirect)
+{
+    if (from == to) return;
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    std::lock_guard lock(mutex_);
+    interface_redirects_.erase(to); // `to` is live: its own events stay
+    if (redirect) {
+        for (auto& [source, target] : interface_redirects_)
+            if (target == from) target = to;
+        interface_redirects_[from] = to;
+    } else {
+        interface_redirects_.erase(from);
+    }
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot] || slots_[slot].key.ifindex != from) continue;
+        index_.erase(slots_[slot].key);
+        labels::SeriesKey moved = slots_[slot].key;
+        moved.ifindex = to;
+        const auto existing = index_.find(moved);
+        if (existing == index_.end()) {
+            slots_[slot].key = moved;
+            index_.emplace(moved, slot);
+            continue;
+        }
+        slots_[existing->second].add(slots_[slot]);
+        for (std::size_t i = 0; i < stride; ++i)
+            buckets_[existing->second * stride + i] += buckets_[slot * stride + i];
+        live_[slot] = false;
+        free_slots_.push_back(slot);
+    }
+}
+
+std::optional<std::string> Aggregator::policy_problem(const labels::LabelPolicy& policy) const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t added = 0;
+    for (const auto& name : policy.group_names())
+        if (std::find(group_names_.begin(), group_names_.end(), name) == group_names_.end()) ++added;
+    const std::size_t limit = std::size_t{std::numeric_limits<std::uint16_t>::max()} + 1;
+    if (group_names_.size() + added <= limit) return std::nullopt;
+    return "too many distinct peer group names since start (" + std::to_string(group_names_.size() + added) +
+           ", at most " + std::to_string(limit) + "); restart flowlatd to use these groups";
+}
+
+void Aggregator::set_policy(labels::LabelPolicy policy)
+{
+    std::lock_guard lock(mutex_);
+    policy_ = std::move(policy);
+    group_ids_.clear();
+    for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
+}
+
+std::vector<std::string> Aggregator::set_settings(const Settings& settings)
+{
+    std::vector<std::string> warnings;
+    std::lock_guard lock(mutex_);
+    max_series_ = settings.max_series;
+    ttl_ns_ = static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull;
+    if (settings.buckets != bounds_) {
+        warnings.push_back("histogram buckets changed from " + join(bounds_) + " to " +
+                           join(settings.buckets) +
+                           "; existing counts cannot be re-bucketed, the new buckets apply after a restart");
+    }
+    return warnings;
+}
+
+Snapshot Aggregator::snapshot() const
+{
+    Snapshot snap;
+    std::lock_guard lock(mutex_);
+    const std::size_t stride = 2 * (bounds_.size() + 1);
+    snap.bounds = bounds_;
+    snap.group_names = group_names_;
+    snap.series_overflow = overflow_;
+    snap.series.reserve(index_.size());
+    snap.buckets.reserve(index_.size() * stride);
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
+        if (!live_[slot]) continue;
+        snap.series.push_back(slots_[slot]);
+        const auto first = buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride);
+        snap.buckets.insert(snap.buckets.end(), first, first + static_cast<std::ptrdiff_t>(stride));
+    }
+    return snap;
+}
+
+std::size_t Aggregator::series_count() const
+{
+    std::lock_guard lock(mutex_);
+    return index_.size();
+}
+
+std::uint64_t Aggregator::series_overflow() const
+{
+    std::lock_guard lock(mutex_);
+    return overflow_;
+}
+
+} // namespace flowlat::aggregation

@@ -1,0 +1,117 @@
+// Aggregator: folds handshake events into per-series counters and histograms.
+// The event loop calls add(); scrapes call snapshot() from other threads. Both take one
+// mutex: add() for a batch, snapshot() only to copy the table. Rendering happens outside.
+#pragma once
+
+#include "config/config.hpp"
+#include "flow/handshake_event.hpp"
+#include "aggregate/label_policy.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace flowlat::aggregation {
+
+struct Settings {
+    std::vector<double> buckets;        // upper bounds in seconds, strictly increasing; +Inf implicit
+    std::size_t max_series{2000};       // label sets before new ones fold into peer="other"
+    std::chrono::seconds series_ttl{3600}; // idle series are dropped by expire(); 0: never
+
+    static Settings from(const config::Config& config); // empty buckets: default_buckets()
+};
+
+// Counters of one series. Sums are integer nanoseconds: exact and never decreasing.
+struct SeriesCounters {
+    labels::SeriesKey key;
+    std::array<std::uint64_t, 3> handshakes{}; // indexed by Outcome
+    std::uint64_t syn_retransmits{0};
+    std::uint64_t rtt_count{0};
+    std::uint64_t rtt_sum_ns{0};
+    std::uint64_t duration_count{0};
+    std::uint64_t duration_sum_ns{0};
+    std::uint64_t last_update_ns{0}; // CLOCK_MONOTONIC of the newest event
+
+    // Adds another series' counts (two keys that become one label set); the key stays.
+    void add(const SeriesCounters& other);
+};
+
+// A copy of the series table, safe to render without any lock.
+struct Snapshot {
+    std::vector<double> bounds;            // seconds, without +Inf
+    std::vector<std::string> group_names;  // indexed by SeriesKey::group
+    std::vector<SeriesCounters> series;
+    // Per series i, non-cumulative: rtt at [i*stride, +bounds+1), then duration. Last is +Inf.
+    std::vector<std::uint64_t> buckets;
+    std::uint64_t series_overflow{0};      // events folded into peer="other"
+
+    std::size_t stride() const { return 2 * (bounds.size() + 1); }
+    std::span<const std::uint64_t> rtt_buckets(std::size_t i) const;
+    std::span<const std::uint64_t> duration_buckets(std::size_t i) const;
+};
+
+// Index of the bucket a value lands in, with Prometheus `le` semantics: the first bound
+// >= value; bounds.size() means +Inf only.
+std::size_t bucket_index(const std::vector<std::uint64_t>& bounds_ns, std::uint64_t value_ns);
+
+class Aggregator {
+public:
+    Aggregator(labels::LabelPolicy policy, Settings settings);
+
+    // Counts a batch of events. Not reentrant with itself; safe against snapshot().
+    void add(std::span<const HandshakeEvent> events);
+
+    // Removes series whose newest event is older than now - series_ttl. Returns the number
+    // removed. `now_ns` is CLOCK_MONOTONIC, the clock of HandshakeEvent::monotonic_ns.
+    std::size_t expire(std::uint64_t now_ns);
+
+    // Moves every series of interface key `from` to `to`, adding its counts to a series
+    // that already has the same labels there; with `redirect`, later events of `from` are
+    // counted under `to` (see InterfaceNames::set).
+    void move_interface(std::uint32_t from, std::uint32_t to, bool redirect);
+
+    // Reload. Existing series keep their counts; new events are classified by `policy`.
+    // Series refer to peer groups by a 16-bit id that lives as long as the process, so the
+    // distinct group names seen since start are bounded: policy_problem() says, before
+    // anything changes, whether `policy` would pass that bound; set_policy() then cannot fail.
+    std::optional<std::string> policy_problem(const labels::LabelPolicy& policy) const;
+    void set_policy(labels::LabelPolicy policy);
+
+    // Reload of max_series and series_ttl. Buckets cannot change while series hold counts:
+    // a different bucket list is ignored until restart and reported in the returned warnings.
+    std::vector<std::string> set_settings(const Settings& settings);
+
+    Snapshot snapshot() const;
+    std::size_t series_count() const;
+    std::uint64_t series_overflow() const;
+
+private:
+    std::uint32_t find_or_create(labels::SeriesKey key);
+    std::uint16_t intern_group(const std::string& name);
+
+    mutable std::mutex mutex_;
+    labels::LabelPolicy policy_;
+    std::vector<std::uint16_t> group_ids_;   // policy group index -> interned group id
+    std::vector<std::string> group_names_;   // interned group id -> name, append-only
+    std::vector<double> bounds_;
+    std::vector<std::uint64_t> bounds_ns_;
+    std::size_t max_series_;
+    std::uint64_t ttl_ns_;
+
+    std::unordered_map<labels::SeriesKey, std::uint32_t, labels::SeriesKeyHash> index_;
+    std::vector<SeriesCounters> slots_;
+    std::vector<bool> live_;
+    std::vector<std::uint32_t> free_slots_;
+    std::vector<std::uint64_t> buckets_; // slots_.size() * stride
+    std::uint64_t overflow_{0};
+    std::unordered_map<std::uint32_t, std::uint32_t> interface_redirects_; // usually empty
+};
+
+} // namespace flowlat::aggregation

@@ -1,0 +1,127 @@
+#include "app/cli.hpp"
+
+#include "config/duration.hpp"
+
+#include <array>
+
+namespace flowlat::cli {
+
+namespace {
+
+enum class Flag { config_file, config_check, listen_address, log_level, interface, print, handshake_timeout,
+                  version, help };
+
+struct FlagSpec {
+    std::string_view name;
+    Flag flag;
+    bool takes_value;
+};
+
+constexpr std::array<FlagSpec, 10> flags{{
+    {"--config.file", Flag::config_file, true},
+    {"--config.check", Flag::config_check, false},
+    {"--web.listen-address", Flag::listen_address, true},
+    {"--log.level", Flag::log_level, true},
+    {"--interface", Flag::interface, true},
+    {"--print", Flag::print, false}, // optional value, only as --print=MODE
+    {"--handshake-timeout", Flag::handshake_timeout, true},
+    {"--version", Flag::version, false},
+    {"--help", Flag::help, false},
+    {"-h", Flag::help, false},
+}};
+
+Error bad(std::string message)
+{
+    return Error{std::move(message) + " (see --help)", 0};
+}
+
+} // namespace
+
+bool valid_log_level(std::string_view level)
+{
+    for (std::string_view known : {"trace", "debug", "info", "warn", "error", "critical", "off"})
+        if (level == known) return true;
+    return false;
+}
+
+Result<Options> parse_arguments(std::span<const std::string_view> arguments)
+{
+    Options options;
+    for (std::size_t i = 0; i < arguments.size(); ++i) {
+        const std::string_view argument = arguments[i];
+        const std::size_t equals = argument.find('=');
+        const std::string_view name = argument.substr(0, equals);
+        const FlagSpec* spec = nullptr;
+        for (const auto& candidate : flags)
+            if (candidate.name == name) spec = &candidate;
+        if (spec == nullptr) return bad("unknown argument '" + std::string(argument) + "'");
+
+        std::optional<std::string> value;
+        if (equals != std::string_view::npos) {
+            if (!spec->takes_value && spec->flag != Flag::print)
+                return bad("flag " + std::string(name) + " takes no value");
+            value = std::string(argument.substr(equals + 1));
+        } else if (spec->takes_value) {
+            if (i + 1 >= arguments.size()) return bad("flag " + std::string(name) + " needs a value");
+            value = std::string(arguments[++i]);
+        }
+        if (spec->takes_value && value->empty()) return bad("flag " + std::string(name) + " needs a value");
+
+        switch (spec->flag) {
+        case Flag::config_file: options.config_file = *value; break;
+        case Flag::config_check: options.config_check = true; break;
+        case Flag::listen_address: options.listen_addresses.push_back(*value); break;
+        case Flag::log_level:
+            if (!valid_log_level(*value))
+                return bad("--log.level: '" + *value + "' is not one of trace, debug, info, warn, error, critical, off");
+            options.log_level = *value;
+            break;
+        case Flag::interface: options.interfaces.push_back(*value); break;
+        case Flag::print:
+            if (!value || *value == "text")
+                options.print = print::PrintMode::text;
+            else if (*value == "json")
+                options.print = print::PrintMode::json;
+            else
+                return bad("--print: '" + *value + "' is not text or json");
+            break;
+        case Flag::handshake_timeout: {
+            auto duration = parse_duration(*value);
+            if (!duration || duration->count() <= 0)
+                return bad("--handshake-timeout: '" + *value + "' is not a positive duration such as 10s or 500ms");
+            options.handshake_timeout = *duration;
+            break;
+        }
+        case Flag::version: options.version = true; break;
+        case Flag::help: options.help = true; break;
+        }
+    }
+    if (options.print && options.config_check) return bad("--print and --config.check cannot be combined");
+    return options;
+}
+
+std::string usage()
+{
+    return R"(Usage: flowlatd [flags]
+
+Measures the latency of every TCP handshake in the kernel (eBPF on TC) and serves
+Prometheus histograms on /metrics.
+
+Flags:
+  --config.file=PATH           YAML configuration (default /etc/flowlatd/flowlatd.yaml;
+                               when absent and not named, an embedded default is used)
+  --config.check               validate the configuration and exit (0 valid, 1 invalid)
+  --web.listen-address=ADDR    HOST:PORT to serve /metrics on, repeatable (default :10435)
+  --log.level=LEVEL            trace, debug, info, warn, error, critical or off
+  --interface=IFACE            interface name or glob to probe, repeatable
+                               (default: the interfaces of the default route)
+  --print[=text|json]          print each handshake in the foreground instead of serving
+  --handshake-timeout=DURATION unanswered handshakes end as timeouts after this (default 10s)
+  --version                    print the version and exit
+  -h, --help                   print this help and exit
+
+Exit codes: 0 success, 1 invalid configuration, 2 usage or start-up error.
+)";
+}
+
+} // namespace flowlat::cli

@@ -1,0 +1,466 @@
+#include "app/daemon_mode.hpp"
+#include "os/clock.hpp"
+
+#include "os/abstract_lock.hpp"
+#include "aggregate/aggregator.hpp"
+#include "export/http_server.hpp"
+#include "aggregate/label_policy.hpp"
+#include "os/link_watcher.hpp"
+#include "os/logging.hpp"
+#include "export/metrics_exposition.hpp"
+#include "export/process_metrics.hpp"
+#include "os/signal_policy.hpp"
+#include "app/startup.hpp"
+#include "os/systemd_notify.hpp"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+
+#ifndef FLOWLAT_VERSION
+#define FLOWLAT_VERSION "0.0.0"
+#endif
+#ifndef FLOWLAT_REVISION
+#define FLOWLAT_REVISION "unknown"
+#endif
+
+namespace flowlat {
+
+namespace {
+
+bool file_exists(std::string_view path)
+{
+    struct stat info{};
+    return ::stat(std::string(path).c_str(), &info) == 0;
+}
+
+double unix_now_seconds()
+{
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+probe::ProbeOptions probe_options_from(const config::Config& config)
+{
+    probe::ProbeOptions options;
+    options.flow_table_size = config.flow_table_size;
+    options.ring_buffer_size = config.ring_buffer_size;
+    options.handshake_timeout_ns = static_cast<std::uint64_t>(config.handshake_timeout.count()) * 1'000'000;
+    // Batch wakeups: the reader also drains every 100 ms, so a quiet host costs no wakeup per event.
+    options.ring_wakeup_bytes = std::min<std::uint32_t>(config.ring_buffer_size / 8, 64u * 1024u);
+    return options;
+}
+
+
+class Daemon {
+public:
+    Daemon(cli::Options options, config::Config config)
+        : options_(std::move(options)), config_(std::move(config)),
+          aggregator_(labels::LabelPolicy(config_), aggregation::Settings::from(config_))
+    {
+    }
+
+    int run();
+
+private:
+    // retry: a periodic retry of failed attachments, which logs an error only when it changed.
+    void reconcile_interfaces(bool retry = false);
+    void check_attachments();
+    void reload();
+    Status start_http(const std::vector<std::string>& addresses);
+    void refresh_status();
+    void write_metrics(const http::BodyWriter& write);
+    http::Health health() const;
+    http::LandingInfo landing() const;
+    std::string status_line() const;
+
+    cli::Options options_;
+    config::Config config_;
+    aggregation::Aggregator aggregator_;
+    labels::InterfaceNames interface_names_;
+    // Held (exclusively) while an interface's name and its series move together, and (shared)
+    // while a scrape copies both, so a scrape never sees one without the other.
+    mutable std::shared_mutex topology_mutex_;
+    UniqueFd instance_lock_; // one daemon per network namespace: "@flowlatd/daemon"
+    std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<probe::ProbeSession> session_;
+    std::unique_ptr<interfaces::LinkWatcher> links_;
+    std::unique_ptr<http::HttpServer> http_;
+    std::map<std::string, std::string> attach_errors_; // the last attach error per wanted interface
+    std::set<std::string> missing_names_;              // configured names that do not exist now
+
+    // Read by HTTP worker threads; written by the event loop thread.
+    mutable std::mutex status_mutex_;
+    // Every interface wanted now: glob matches that exist, and configured names whether they exist
+    // or not. One that is no longer wanted (vanished glob match, removed from the config, no
+    // longer the default route's) leaves the gauge: a permanent 0 would page for nothing.
+    std::map<std::string, bool> probe_attached_;
+    std::vector<std::string> unhealthy_;         // why /healthz says 503
+    std::uint64_t flow_table_entries_{0};
+    bool reload_ok_{true};
+    double reload_success_timestamp_{0};
+};
+
+int Daemon::run()
+{
+    auto loop = EventLoop::create();
+    if (!loop) {
+        startup::report({"flowlatd: " + loop.error().message(), ""});
+        return 2;
+    }
+    loop_ = std::move(loop).value();
+    // Before any thread exists (civetweb's workers), so that every thread inherits the mask.
+    signal_policy::ignore_broken_pipes();
+    Status signals = loop_->on_signals(signal_policy::handled_signals(), [this](int signal) {
+        using signal_policy::Action;
+        switch (signal_policy::action_for(signal_policy::Mode::daemon, signal)) {
+        case Action::reload: reload(); return;
+        case Action::stop:
+            spdlog::info("received {}, shutting down", signal_policy::signal_name(signal));
+            loop_->stop();
+            return;
+        case Action::ignore:
+            spdlog::warn("received {}, ignored (HUP reloads; INT, TERM or QUIT stop)",
+                         signal_policy::signal_name(signal));
+            return;
+        }
+    });
+    if (!signals) {
+        startup::report({"flowlatd: " + signals.error().message(), ""});
+        return 2;
+    }
+
+    // Two daemons in one network namespace would count every handshake twice and fight over
+    // the listener; the second refuses at once (a --print beside the daemon is fine).
+    auto instance = take_abstract_lock("flowlatd/daemon");
+    if (!instance) {
+        startup::report({instance.error().errno_value == EBUSY
+                             ? "flowlatd: another flowlatd daemon runs in this network namespace (it holds "
+                               "@flowlatd/daemon; `ss -xap | grep flowlatd/daemon` shows it)"
+                             : "flowlatd: cannot take the daemon lock: " + instance.error().message(),
+                         ""});
+        return 2;
+    }
+    instance_lock_ = std::move(instance).value();
+
+    startup::Failure failure;
+    session_ = startup::load_probe(
+        probe_options_from(config_), *loop_,
+        [this](std::span<const HandshakeEvent> batch) { aggregator_.add(batch); }, &failure);
+    if (!session_) {
+        startup::report(failure);
+        return 2;
+    }
+
+    auto links = interfaces::LinkWatcher::open();
+    if (!links) {
+        startup::report({"flowlatd: cannot " + links.error().message(), ""});
+        return 2;
+    }
+    links_ = std::move(links).value();
+    loop_->watch(links_->fd(), [this] {
+        if (links_->drain()) reconcile_interfaces();
+    });
+    reconcile_interfaces();
+    {
+        // Before the HTTP workers exist: a scrape must never see the timestamp unset.
+        std::lock_guard lock(status_mutex_);
+        reload_success_timestamp_ = unix_now_seconds();
+    }
+
+    if (Status http = start_http(config_.listen_addresses); !http) {
+        startup::report({"flowlatd: cannot " + http.error().message(), ""});
+        return 2;
+    }
+
+    loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
+    loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(clock::monotonic_ns()); });
+    loop_->every(probe::attachment_check_interval, [this] { check_attachments(); });
+    if (auto interval = systemd::watchdog_interval())
+        loop_->every(*interval, [] { systemd::watchdog_ping(); });
+
+    refresh_status();
+    spdlog::info("ready: {}", status_line());
+    systemd::ready(status_line());
+    loop_->run();
+
+    systemd::stopping();
+    session_->flush();
+    session_->detach_all();
+    http_.reset();
+    spdlog::info("stopped");
+    return 0;
+}
+
+// An administrator or another tool may remove our clsact filter (or the whole clsact qdisc), or
+// detach a TCX link; the probe then measures nothing. Re-attach it, so it heals without operator
+// action; while that fails (e.g. a foreign program now holds our slot), probe_attached is 0 and
+// /healthz says why. Interfaces whose attach failed earlier are retried on the same cadence.
+void Daemon::check_attachments()
+{
+    const bool lost = !session_->drop_lost_attachments().empty();
+    if (lost || !attach_errors_.empty()) reconcile_interfaces(!lost);
+}
+
+void Daemon::reconcile_interfaces(bool retry)
+{
+    std::vector<std::string> patterns = config_.interfaces;
+    if (patterns.empty()) patterns = interfaces::default_route_interfaces();
+    const auto present = interfaces::list_all();
+    const auto wanted = interfaces::match(patterns, present);
+
+    for (const auto& current : session_->attached_interfaces()) {
+        const bool still_wanted = std::find(wanted.begin(), wanted.end(), current) != wanted.end();
+        if (!still_wanted) session_->detach(current.name);
+    }
+    std::vector<std::string> unhealthy;
+    std::map<std::string, bool> states;
+    std::map<std::string, std::string> errors;
+    for (const auto& interface : wanted) {
+        Status attached = session_->attach(interface);
+        if (!attached) {
+            const std::string message = attached.error().message();
+            const auto previous = attach_errors_.find(interface.name);
+            if (retry && previous != attach_errors_.end() && previous->second == message)
+                spdlog::debug("cannot {}", message);
+            else
+                spdlog::error("cannot {}", message);
+            unhealthy.push_back(interface.name + ": " + message);
+            errors[interface.name] = message;
+        } else {
+            if (attach_errors_.count(interface.name) != 0) spdlog::info("{}: probe attached again", interface.name);
+            std::unique_lock topology(topology_mutex_);
+            for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
+                aggregator_.move_interface(move.from, move.to, move.redirect);
+        }
+        states[interface.name] = static_cast<bool>(attached);
+    }
+    std::set<std::string> missing;
+    for (const auto& pattern : patterns) {
+        if (interfaces::is_glob(pattern) || states.count(pattern) != 0) continue;
+        unhealthy.push_back(pattern + ": no such interface");
+        states[pattern] = false;
+        // Logged when it goes missing, not at every reconcile: a typo must show in the journal.
+        if (missing_names_.count(pattern) == 0)
+            spdlog::warn("{}: configured interface does not exist; it is attached when it appears", pattern);
+        missing.insert(pattern);
+    }
+    missing_names_ = std::move(missing);
+    if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
+    attach_errors_ = std::move(errors);
+
+    std::lock_guard lock(status_mutex_);
+    probe_attached_ = std::move(states);
+    unhealthy_ = std::move(unhealthy);
+}
+
+Status Daemon::start_http(const std::vector<std::string>& addresses)
+{
+    http::ServerOptions options;
+    options.listen_addresses = addresses;
+    options.metrics = [this](const http::BodyWriter& write) { write_metrics(write); };
+    options.health = [this] { return health(); };
+    options.landing = [this] { return landing(); };
+    auto server = http::HttpServer::start(std::move(options));
+    if (!server) return server.error();
+    http_ = std::move(server).value();
+    std::string ports;
+    for (auto port : http_->ports()) ports += (ports.empty() ? "" : ", ") + std::to_string(port);
+    spdlog::info("serving /metrics on port(s) {}", ports);
+    return Ok{};
+}
+
+void Daemon::reload()
+{
+    systemd::reloading();
+    spdlog::info("SIGHUP: reloading the configuration");
+    auto fail = [this](const std::string& why) {
+        spdlog::error("reload failed, the previous configuration stays in effect: {}", why);
+        {
+            std::lock_guard lock(status_mutex_);
+            reload_ok_ = false;
+        }
+        systemd::ready(status_line());
+    };
+    // Without --config.file, a missing default file means the embedded default at start-up. Once
+    // the daemon runs on that file, its disappearance (a package upgrade in progress, config
+    // management) must not silently move the listener and the probes to the embedded default.
+    if (!options_.config_file && config_.source == cli::default_config_file && !file_exists(cli::default_config_file)) {
+        fail(std::string(cli::default_config_file) + " no longer exists (restart flowlatd to run on the embedded default)");
+        return;
+    }
+    EffectiveConfig loaded = load_effective_config(options_);
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) spdlog::error("{}", diagnostic.to_string());
+        fail(std::to_string(loaded.diagnostics.size()) + " configuration error(s)");
+        return;
+    }
+    config::Config next = std::move(*loaded.config);
+    labels::LabelPolicy next_policy(next);
+    if (auto problem = aggregator_.policy_problem(next_policy)) {
+        fail(*problem);
+        return;
+    }
+
+    // The listener is the one part that can fail to apply, so it goes first.
+    if (next.listen_addresses != config_.listen_addresses) {
+        http_.reset();
+        if (Status started = start_http(next.listen_addresses); !started) {
+            const std::string why = started.error().message();
+            if (Status restored = start_http(config_.listen_addresses); !restored)
+                spdlog::critical("cannot restore the previous listener: {}", restored.error().message());
+            fail(why);
+            return;
+        }
+    }
+    if (next.flow_table_size != config_.flow_table_size || next.ring_buffer_size != config_.ring_buffer_size ||
+        next.handshake_timeout != config_.handshake_timeout)
+        spdlog::warn("flow_table_size, ring_buffer_size and handshake_timeout take effect after a restart");
+
+    logging::set_level(next.log_level);
+    aggregator_.set_policy(std::move(next_policy));
+    for (const auto& warning : aggregator_.set_settings(aggregation::Settings::from(next)))
+        spdlog::warn("{}", warning);
+    config_ = std::move(next);
+    reconcile_interfaces();
+    {
+        std::lock_guard lock(status_mutex_);
+        reload_ok_ = true;
+        reload_success_timestamp_ = unix_now_seconds();
+    }
+    spdlog::info("configuration reloaded from {}", config_.source);
+    systemd::ready(status_line());
+}
+
+void Daemon::refresh_status()
+{
+    const std::uint64_t entries = session_->flow_table_entries();
+    {
+        std::lock_guard lock(status_mutex_);
+        flow_table_entries_ = entries;
+    }
+    systemd::status(status_line());
+}
+
+void Daemon::write_metrics(const http::BodyWriter& write)
+{
+    exposition::OperationalSnapshot operational;
+    const probe::ProbeCounters counters = session_->probe().read_counters();
+    operational.events_lost = counters.events_lost;
+    operational.events_malformed = session_->ring_records_malformed();
+    operational.flow_table_full = counters.flow_table_full;
+    operational.packets_malformed = counters.packets_malformed;
+    operational.handshakes_abandoned = counters.handshakes_abandoned;
+    operational.handshakes_aborted = counters.handshakes_aborted;
+    operational.flow_table_size = session_->probe().options().flow_table_size;
+    operational.build = {FLOWLAT_VERSION, FLOWLAT_REVISION, probe::libbpf_version()};
+    {
+        std::lock_guard lock(status_mutex_);
+        operational.flow_table_entries = flow_table_entries_;
+        for (const auto& [name, attached] : probe_attached_) operational.probes.push_back({name, attached});
+        operational.config_reload_ok = reload_ok_;
+        operational.config_reload_success_timestamp = reload_success_timestamp_;
+    }
+    auto process = process::read_process_metrics();
+    std::optional<process::ProcessMetrics> process_metrics;
+    if (process) process_metrics = process.value();
+    // Series and names from the same instant: a rename between the two copies would label one
+    // scrape's counts with the wrong interface, and the next scrape would show them drop.
+    std::shared_lock topology(topology_mutex_);
+    const aggregation::Snapshot series = aggregator_.snapshot();
+    const labels::InterfaceNames names(interface_names_.copy());
+    topology.unlock();
+    exposition::stream_metrics(write, series, names, operational, process_metrics);
+}
+
+http::Health Daemon::health() const
+{
+    const std::uint64_t since_loop = clock::monotonic_ns() - loop_->last_iteration_ns();
+    if (since_loop > 5'000'000'000ull)
+        return {false, "the event loop has not run for " + std::to_string(since_loop / 1'000'000'000ull) + "s"};
+    std::lock_guard lock(status_mutex_);
+    if (unhealthy_.empty()) return {true, ""};
+    std::string reason;
+    for (const auto& why : unhealthy_) reason += (reason.empty() ? "" : "; ") + why;
+    return {false, reason};
+}
+
+http::LandingInfo Daemon::landing() const
+{
+    http::LandingInfo info;
+    info.version = std::string(FLOWLAT_VERSION) + " (" + FLOWLAT_REVISION + ")";
+    std::lock_guard lock(status_mutex_);
+    for (const auto& [name, attached] : probe_attached_)
+        if (attached) info.interfaces.push_back(name);
+    return info;
+}
+
+std::string Daemon::status_line() const
+{
+    std::lock_guard lock(status_mutex_);
+    std::string attached;
+    for (const auto& [name, is_attached] : probe_attached_)
+        if (is_attached) attached += (attached.empty() ? "" : ",") + name;
+    return "probing " + (attached.empty() ? std::string("no interface") : attached) + "; " +
+           std::to_string(aggregator_.series_count()) + " series; " + std::to_string(flow_table_entries_) +
+           " handshakes pending" + (reload_ok_ ? "" : "; last reload FAILED");
+}
+
+} // namespace
+
+EffectiveConfig load_effective_config(const cli::Options& options)
+{
+    config::ParseResult parsed;
+    if (options.config_file) {
+        parsed = config::load_config_file(*options.config_file);
+    } else if (file_exists(cli::default_config_file)) {
+        parsed = config::load_config_file(std::string(cli::default_config_file));
+    } else {
+        parsed.config = config::embedded_default();
+    }
+    if (!parsed.config) return {std::nullopt, std::move(parsed.diagnostics)};
+
+    config::Config effective = std::move(*parsed.config);
+    if (!options.interfaces.empty()) effective.interfaces = options.interfaces;
+    if (!options.listen_addresses.empty()) effective.listen_addresses = options.listen_addresses;
+    if (options.log_level) effective.log_level = *options.log_level;
+    if (options.handshake_timeout) effective.handshake_timeout = *options.handshake_timeout;
+    auto diagnostics = config::validate(effective);
+    if (!diagnostics.empty()) return {std::nullopt, std::move(diagnostics)};
+    return {std::move(effective), {}};
+}
+
+int run_config_check(const cli::Options& options)
+{
+    EffectiveConfig loaded = load_effective_config(options);
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.to_string().c_str());
+        return 1;
+    }
+    std::printf("%s: configuration is valid\n", loaded.config->source.c_str());
+    return 0;
+}
+
+int run_daemon_mode(const cli::Options& options)
+{
+    EffectiveConfig loaded = load_effective_config(options);
+    if (!loaded.config) {
+        for (const auto& diagnostic : loaded.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.to_string().c_str());
+        std::fprintf(stderr, "flowlatd: invalid configuration, not starting\n");
+        return 1;
+    }
+    logging::set_level(loaded.config->log_level);
+    spdlog::info("flowlatd {} starting with {}", FLOWLAT_VERSION, loaded.config->source);
+    Daemon daemon(options, std::move(*loaded.config));
+    return daemon.run();
+}
+
+} // namespace flowlat

@@ -1,0 +1,99 @@
+#include "app/print_format.hpp"
+
+#include <fmt/format.h>
+
+#include <ctime>
+
+namespace flowlat::print {
+
+std::string format_timestamp(std::uint64_t realtime_ns)
+{
+    const std::time_t seconds = static_cast<std::time_t>(realtime_ns / 1'000'000'000ull);
+    const std::uint64_t micros = realtime_ns % 1'000'000'000ull / 1000;
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", utc.tm_year + 1900, utc.tm_mon + 1,
+                       utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, micros);
+}
+
+std::string format_endpoint(Family family, const IpAddress& address, std::uint16_t port)
+{
+    if (family == Family::ipv6) return fmt::format("[{}]:{}", format_address(family, address), port);
+    return fmt::format("{}:{}", format_address(family, address), port);
+}
+
+namespace {
+
+std::string milliseconds(std::uint64_t ns)
+{
+    return fmt::format("{}.{:03}ms", ns / 1'000'000, ns % 1'000'000 / 1000);
+}
+
+} // namespace
+
+std::string format_text(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns)
+{
+    return fmt::format("{} {} {} {} {} rtt={} handshake={} retrans={}", format_timestamp(realtime_ns), interface,
+                       to_string(event.direction), to_string(event.outcome),
+                       // The "peer, port": the remote address with the server's port, so
+                       // an inbound line names the service, not the client's ephemeral port.
+                       format_endpoint(event.family, event.peer, event.server_port()),
+                       event.rtt_ns ? milliseconds(*event.rtt_ns) : std::string("-"),
+                       milliseconds(event.handshake_ns), event.retransmits);
+}
+
+std::string json_escape(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        case '\r': out += "\\r"; break;
+        default:
+            if (static_cast<unsigned char>(c) < 0x20)
+                out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+            else
+                out += c;
+        }
+    }
+    return out;
+}
+
+std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns)
+{
+    return fmt::format(
+        "{{\"ts\":\"{}\",\"interface\":\"{}\",\"direction\":\"{}\",\"outcome\":\"{}\",\"family\":\"{}\","
+        "\"local\":\"{}\",\"local_port\":{},\"peer\":\"{}\",\"peer_port\":{},\"rtt_ns\":{},"
+        "\"handshake_ns\":{},\"retransmits\":{}}}",
+        format_timestamp(realtime_ns), json_escape(interface), to_string(event.direction),
+        to_string(event.outcome), to_string(event.family), format_address(event.family, event.local),
+        event.local_port, format_address(event.family, event.peer), event.peer_port,
+        event.rtt_ns ? std::to_string(*event.rtt_ns) : std::string("null"), event.handshake_ns,
+        event.retransmits);
+}
+
+WallClock::WallClock()
+{
+    resync();
+}
+
+void WallClock::resync()
+{
+    timespec realtime{};
+    timespec monotonic{};
+    clock_gettime(CLOCK_REALTIME, &realtime);
+    clock_gettime(CLOCK_MONOTONIC, &monotonic);
+    auto ns = [](const timespec& ts) { return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec; };
+    offset_ns_ = ns(realtime) - ns(monotonic);
+}
+
+std::uint64_t WallClock::to_realtime_ns(std::uint64_t monotonic_ns) const
+{
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(monotonic_ns) + offset_ns_);
+}
+
+} // namespace flowlat::print

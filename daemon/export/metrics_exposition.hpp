@@ -1,0 +1,71 @@
+// Metrics exposition: renders an aggregator snapshot, the daemon's operational state and
+// the process metrics as Prometheus text format 0.0.4. The serializer is private to this
+// module; callers only see render_metrics(), a hand-written text writer. The same content
+// written through prometheus-cpp's TextSerializer is kept as the reference: tests check that
+// both produce identical bytes, and benchmarks can compare them.
+#pragma once
+
+#include "aggregate/aggregator.hpp"
+#include "aggregate/label_policy.hpp"
+#include "export/process_metrics.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace flowlat::exposition {
+
+inline constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+struct BuildInfo {
+    std::string version;
+    std::string revision;
+    std::string libbpf_version;
+};
+
+struct ProbeState {
+    std::string interface;
+    bool attached{false};
+};
+
+// Everything on /metrics that does not come from the aggregator or /proc. Counters here
+// are the probe's own (per-CPU sums) and must only grow while the probe is loaded.
+struct OperationalSnapshot {
+    std::uint64_t events_lost{0};
+    std::uint64_t events_malformed{0}; // ring records that did not decode (user space)
+    std::uint64_t flow_table_entries{0};
+    std::uint64_t flow_table_size{0};
+    std::uint64_t flow_table_full{0};
+    std::uint64_t packets_malformed{0};
+    std::uint64_t handshakes_abandoned{0};
+    std::uint64_t handshakes_aborted{0};
+    std::vector<ProbeState> probes;
+    bool config_reload_ok{true};
+    double config_reload_success_timestamp{0}; // seconds since the Unix epoch
+    BuildInfo build;
+};
+
+// flowlat_series_overflow_total comes from `series` (the aggregator counts it).
+// Series whose rendered labels coincide (an interface re-created under a new ifindex) are
+// summed into one. Output is sorted by label values, so it is deterministic.
+std::string render_metrics(const aggregation::Snapshot& series,
+                           const labels::InterfaceNames& interfaces,
+                           const OperationalSnapshot& operational,
+                           const std::optional<process::ProcessMetrics>& process);
+
+// The same text, handed to `write` in pieces of about `piece_bytes` as it is produced, so a
+// scrape of 10,000 series never holds its whole (tens of MB) body. What /metrics uses.
+void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
+                    const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                    const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes = 64 * 1024);
+
+// The same exposition through prometheus::MetricFamily and prometheus::TextSerializer.
+std::string render_metrics_reference(const aggregation::Snapshot& series,
+                                     const labels::InterfaceNames& interfaces,
+                                     const OperationalSnapshot& operational,
+                                     const std::optional<process::ProcessMetrics>& process);
+
+} // namespace flowlat::exposition
