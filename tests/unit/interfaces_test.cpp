@@ -51,8 +51,9 @@ public:
             rtnexthop hop{};
             hop.rtnh_len = sizeof(hop);
             hop.rtnh_ifindex = ifindex;
-            const auto* raw = reinterpret_cast<const char*>(&hop);
-            hops.insert(hops.end(), raw, raw + RTNH_ALIGN(sizeof(hop)));
+            const std::size_t at = hops.size();
+            hops.resize(at + RTNH_ALIGN(sizeof(hop)));
+            std::memcpy(hops.data() + at, &hop, sizeof(hop));
         }
         return attribute(RTA_MULTIPATH, hops.data(), hops.size());
     }
