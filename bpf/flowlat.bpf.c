@@ -171,13 +171,31 @@ static __always_inline enum parse_result parse_link(struct __sk_buff *skb, struc
 	return PARSE_OK;
 }
 
+/*
+ * Records the network header at the cursor in pkt->l3; false when the packet ends inside its
+ * first `size` bytes. (A bool, not a pointer that may be NULL: that would cost a test.)
+ */
+static __always_inline bool network_header(const struct cursor *c, struct tcp_packet *pkt, __u32 size,
+					   __u8 family)
+{
+	void *l3 = c->data + c->off;
+
+	if (l3 + size > c->data_end)
+		return false;
+	pkt->l3 = l3;
+	pkt->l3_off = c->off;
+	pkt->family = family;
+	return true;
+}
+
 static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp_packet *pkt)
 {
-	struct iphdr *ip = c->data + c->off;
+	struct iphdr *ip;
 	__u32 ihl_bytes;
 
-	if ((void *)(ip + 1) > c->data_end)
+	if (!network_header(c, pkt, sizeof(*ip), FLOWLAT_FAMILY_IPV4))
 		return PARSE_MALFORMED;
+	ip = pkt->l3;
 	if (ip->protocol != IPPROTO_TCP)
 		return PARSE_SKIP;
 	/* Only the first fragment carries the TCP header. */
@@ -186,9 +204,6 @@ static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp
 	ihl_bytes = ip->ihl * 4;
 	if (ihl_bytes < sizeof(*ip))
 		return PARSE_MALFORMED;
-	pkt->l3 = ip;
-	pkt->l3_off = c->off;
-	pkt->family = FLOWLAT_FAMILY_IPV4;
 	pkt->addr_fold = ip->saddr ^ ip->daddr;
 	c->off += ihl_bytes;
 	return PARSE_OK;
@@ -197,15 +212,13 @@ static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp
 /* The fixed header, then up to MAX_IPV6_EXT_HEADERS extension headers until TCP. */
 static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp_packet *pkt)
 {
-	struct ipv6hdr *ip6 = c->data + c->off;
+	struct ipv6hdr *ip6;
 	__u8 nexthdr;
 
-	if ((void *)(ip6 + 1) > c->data_end)
+	if (!network_header(c, pkt, sizeof(*ip6), FLOWLAT_FAMILY_IPV6))
 		return PARSE_MALFORMED;
+	ip6 = pkt->l3;
 	nexthdr = ip6->nexthdr;
-	pkt->l3 = ip6;
-	pkt->l3_off = c->off;
-	pkt->family = FLOWLAT_FAMILY_IPV6;
 	c->off += sizeof(*ip6);
 
 	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
