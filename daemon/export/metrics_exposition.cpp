@@ -250,28 +250,43 @@ std::array<Label, 5> series_labels(const labels::LabelValues& v)
 
 double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
+// A histogram family over the rows: where its buckets, count and sum are kept.
+struct Histogram {
+    std::string_view name;
+    std::string_view help;
+    std::vector<std::uint64_t> Row::*buckets;
+    std::uint64_t aggregation::SeriesCounters::*count;
+    std::uint64_t aggregation::SeriesCounters::*sum_ns;
+};
+
+constexpr Histogram kRtt{
+    "flowlat_handshake_rtt_seconds",
+    "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), only when "
+    "unambiguous (Karn's rule).",
+    &Row::rtt, &aggregation::SeriesCounters::rtt_count, &aggregation::SeriesCounters::rtt_sum_ns};
+constexpr Histogram kDuration{
+    "flowlat_handshake_duration_seconds",
+    "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our SYN-ACK "
+    "(inbound), completed handshakes only; includes retransmission delays.",
+    &Row::duration, &aggregation::SeriesCounters::duration_count, &aggregation::SeriesCounters::duration_sum_ns};
+
+// Rows with no observation in this histogram are left out of it.
+void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Snapshot& snap,
+                     const std::vector<Row>& rows)
+{
+    w.family(h.name, h.help, MetricType::histogram);
+    for (const auto& row : rows) {
+        const std::uint64_t count = row.counters.*h.count;
+        if (count == 0) continue;
+        const auto labels = series_labels(row.labels);
+        w.histogram(labels, snap.bounds, row.*h.buckets, count, seconds(row.counters.*h.sum_ns));
+    }
+}
+
 void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std::vector<Row>& rows)
 {
-    w.family("flowlat_handshake_rtt_seconds",
-             "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), "
-             "only when unambiguous (Karn's rule).",
-             MetricType::histogram);
-    for (const auto& row : rows) {
-        if (row.counters.rtt_count == 0) continue;
-        const auto labels = series_labels(row.labels);
-        w.histogram(labels, snap.bounds, row.rtt, row.counters.rtt_count, seconds(row.counters.rtt_sum_ns));
-    }
-
-    w.family("flowlat_handshake_duration_seconds",
-             "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our "
-             "SYN-ACK (inbound), completed handshakes only; includes retransmission delays.",
-             MetricType::histogram);
-    for (const auto& row : rows) {
-        if (row.counters.duration_count == 0) continue;
-        const auto labels = series_labels(row.labels);
-        w.histogram(labels, snap.bounds, row.duration, row.counters.duration_count,
-                    seconds(row.counters.duration_sum_ns));
-    }
+    write_histogram(w, kRtt, snap, rows);
+    write_histogram(w, kDuration, snap, rows);
 
     w.family("flowlat_handshakes_total", "TCP handshakes observed, by outcome.", MetricType::counter);
     for (const auto& row : rows) {
