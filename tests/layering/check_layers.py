@@ -19,7 +19,7 @@ import sys
 THIRD_PARTY = [
     (re.compile(r"<bpf/"), "PkgConfig::LIBBPF"),
     (re.compile(r'"flowlat_probe\.skel\.h"'), "flowlat_probe_skel"),
-    (re.compile(r"<(CivetServer|civetweb)\.h>"), "civetweb::civetweb-cpp"),
+    (re.compile(r"<(CivetServer|civetweb)\.h>"), "flowlat::civetweb"),
     (re.compile(r"<yaml-cpp/"), "yaml-cpp"),
     (re.compile(r"<prometheus/"), "prometheus-cpp::core"),
     (re.compile(r"<zlib\.h>"), "ZLIB::ZLIB"),
