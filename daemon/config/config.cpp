@@ -223,11 +223,7 @@ std::optional<std::string> check_listen_address(std::string_view text)
         if (inet_pton(AF_INET6, host.c_str(), buffer.data()) != 1)
             return quote(host) + " is not an IPv6 address" + hint;
         if (close + 1 >= text.size() || text[close + 1] != ':') return "missing port in " + quote(text) + hint;
-        if (auto problem = check_port_text(text.substr(close + 2))) return problem;
-        // Well-formed, but Debian 12's civetweb is built without IPv6: fail here, at
-        // --config.check and before a reload, not when the listener is opened.
-        return quote(text) + ": IPv6 listen addresses are not supported by this build (its civetweb has "
-                             "no IPv6); use an IPv4 address or a host name";
+        return check_port_text(text.substr(close + 2));
     }
     const auto colon = text.rfind(':');
     if (colon == std::string_view::npos) return "missing port in " + quote(text) + hint;

@@ -67,51 +67,106 @@ std::string html_escape(std::string_view text)
     return out;
 }
 
-Result<std::string> listening_port(const std::string& address)
+bool ipv6_available()
 {
-    if (address.find('[') != std::string::npos || std::count(address.begin(), address.end(), ':') > 1)
-        return Error{"listen address '" + address +
-                         "': IPv6 is not supported (this civetweb build has no IPv6); use an IPv4 address",
-                     0};
-    const auto colon = address.rfind(':');
-    const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-    const std::string port = colon == std::string::npos ? address : address.substr(colon + 1);
+    const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+}
+
+// One listen address in civetweb's "listening_ports" syntax: "+PORT" (dual stack: [::] with
+// IPV6_V6ONLY off), "PORT" (every IPv4 address), "1.2.3.4:PORT", "[::1]:PORT"; "s" appended
+// for TLS.
+Result<std::string> listening_port(const std::string& address, bool tls)
+{
+    std::string host;
+    std::string port;
+    if (!address.empty() && address.front() == '[') {
+        const auto close = address.find(']');
+        if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':')
+            return Error{"listen address '" + address + "': expected [IPv6]:PORT", 0};
+        host = address.substr(1, close - 1);
+        port = address.substr(close + 2);
+        in6_addr ipv6{};
+        if (inet_pton(AF_INET6, host.c_str(), &ipv6) != 1)
+            return Error{"listen address '" + address + "': '" + host + "' is not an IPv6 address", 0};
+        if (host == "::") host.clear(); // [::]:PORT is every address, as :PORT is
+    } else {
+        const auto colon = address.rfind(':');
+        host = colon == std::string::npos ? "" : address.substr(0, colon);
+        port = colon == std::string::npos ? address : address.substr(colon + 1);
+        if (host.find(':') != std::string::npos)
+            return Error{"listen address '" + address + "': an IPv6 address needs brackets, e.g. [" + host + "]:" + port, 0};
+    }
     unsigned value = 0;
     const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
         return Error{"listen address '" + address + "': port must be a number from 0 to 65535", 0};
-    if (host.empty()) return std::to_string(value);
+    const std::string suffix = std::to_string(value) + (tls ? "s" : "");
+    if (host.empty()) return (ipv6_available() ? "+" : "") + suffix;
     in_addr ipv4{};
-    if (inet_pton(AF_INET, host.c_str(), &ipv4) == 1) return host + ":" + std::to_string(value);
-    // civetweb binds literals only: resolve a host name to its first IPv4 address.
+    if (inet_pton(AF_INET, host.c_str(), &ipv4) == 1) return host + ":" + suffix;
+    in6_addr ipv6{};
+    if (inet_pton(AF_INET6, host.c_str(), &ipv6) == 1) return "[" + host + "]:" + suffix;
+    // civetweb binds literals only: resolve a host name to its first address.
     const bool name_ok = std::all_of(host.begin(), host.end(), [](unsigned char c) {
         return std::isalnum(c) || c == '-' || c == '.';
     });
     if (!name_ok)
-        return Error{"listen address '" + address + "': host must be an IPv4 address or a host name", 0};
+        return Error{"listen address '" + address + "': host must be an IP address or a host name", 0};
     addrinfo hints{};
-    hints.ai_family = AF_INET;
+    hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
     const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
     if (rc != 0 || found == nullptr)
-        return Error{"listen address '" + address + "': cannot resolve '" + host + "' to an IPv4 address: " +
-                         gai_strerror(rc),
-                     0};
-    char text[INET_ADDRSTRLEN] = {};
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
+        return Error{"listen address '" + address + "': cannot resolve '" + host + "': " + gai_strerror(rc), 0};
+    char text[INET6_ADDRSTRLEN] = {};
+    const bool v6 = found->ai_family == AF_INET6;
+    if (v6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(found->ai_addr)->sin6_addr, text, sizeof(text));
+    else
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
     freeaddrinfo(found);
-    return std::string(text) + ":" + std::to_string(value);
+    return v6 ? "[" + std::string(text) + "]:" + suffix : std::string(text) + ":" + suffix;
+}
+
+// Where a local connection reaches a listener given in civetweb's syntax (to wake it at stop).
+sockaddr_storage wake_address(std::string_view entry, std::uint16_t port)
+{
+    sockaddr_storage storage{};
+    if (!entry.empty() && entry.back() == 's') entry.remove_suffix(1);
+    const auto colon = entry.rfind(':');
+    std::string host = colon == std::string_view::npos ? "" : std::string(entry.substr(0, colon));
+    if (host.size() >= 2 && host.front() == '[') {
+        host = host.substr(1, host.size() - 2);
+        in6_addr address{};
+        if (inet_pton(AF_INET6, host.c_str(), &address) == 1) {
+            auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            v6->sin6_addr = IN6_IS_ADDR_UNSPECIFIED(&address) ? in6addr_loopback : address;
+            return storage;
+        }
+    }
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in_addr parsed{};
+    if (inet_pton(AF_INET, host.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) v4->sin_addr = parsed;
+    return storage;
 }
 
 } // namespace
 
-Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses)
+Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls)
 {
     if (addresses.empty()) return Error{"no listen address", 0};
     std::string ports;
     for (const auto& address : addresses) {
-        auto port = listening_port(address);
+        auto port = listening_port(address, tls);
         if (!port) return port.error();
         if (!ports.empty()) ports += ',';
         ports += port.value();
@@ -196,7 +251,7 @@ private:
 
     mg_connection* conn_;
     z_stream stream_{};
-    std::array<char, 64 * 1024> buffer_{};
+    std::vector<char> buffer_ = std::vector<char>(64 * 1024); // heap: civetweb's worker stacks are small
 };
 
 } // namespace
@@ -205,7 +260,7 @@ struct HttpServer::Impl : public CivetHandler {
     ServerOptions options;
     std::unique_ptr<CivetServer> server;
     std::vector<std::uint16_t> ports;
-    std::vector<in_addr> wake_hosts; // per port: where a connection reaches its listener
+    std::vector<sockaddr_storage> wake_addresses; // per port: where a connection reaches its listener
 
     using CivetHandler::handleGet;
     using CivetHandler::handleHead;
@@ -325,11 +380,19 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
+    const Limits& limits = impl->options.limits;
     const std::vector<std::string> civet_options = {
         "listening_ports", ports.value(),
         "num_threads", std::to_string(impl->options.num_threads),
-        "request_timeout_ms", "10000",
+        "request_timeout_ms", std::to_string(limits.request_timeout.count()),
+        "keep_alive_timeout_ms", std::to_string(limits.keep_alive_timeout.count()),
         "enable_keep_alive", "yes",
+        // Without it every response after the first on a kept-alive connection waits for the
+        // client's delayed ACK (Nagle): 40 ms per request.
+        "tcp_nodelay", "1",
+        "connection_queue", std::to_string(limits.connection_queue),
+        "listen_backlog", std::to_string(limits.listen_backlog),
+        "max_request_size", std::to_string(limits.max_request_size),
     };
     CivetCallbacks callbacks;
     callbacks.log_message = log_message;
@@ -352,16 +415,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     std::string_view rest = ports.value();
     for (std::size_t i = 0; i < impl->ports.size(); ++i) {
         const auto comma = std::min(rest.find(','), rest.size());
-        const std::string_view entry = rest.substr(0, comma);
+        impl->wake_addresses.push_back(wake_address(rest.substr(0, comma), impl->ports[i]));
         rest.remove_prefix(std::min(comma + 1, rest.size()));
-        const auto colon = entry.rfind(':');
-        in_addr host{htonl(INADDR_LOOPBACK)};
-        if (colon != std::string_view::npos) {
-            const std::string literal(entry.substr(0, colon));
-            in_addr parsed{};
-            if (inet_pton(AF_INET, literal.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) host = parsed;
-        }
-        impl->wake_hosts.push_back(host);
     }
     for (std::size_t i = 0; i < impl->ports.size(); ++i)
         spdlog::info("http: listening on {} (port {})", impl->options.listen_addresses[std::min(i, impl->options.listen_addresses.size() - 1)], impl->ports[i]);
@@ -373,15 +428,12 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 namespace {
 
 // Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
-void poke_listener(in_addr host, std::uint16_t port)
+void poke_listener(const sockaddr_storage& address)
 {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr = host;
-    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    const socklen_t length = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    (void)::connect(fd, reinterpret_cast<const sockaddr*>(&address), length);
     ::close(fd);
 }
 
@@ -399,7 +451,7 @@ HttpServer::~HttpServer()
         *closed = true;
     });
     for (int attempt = 0; attempt < 75 && !*closed; ++attempt) {
-        for (std::size_t i = 0; i < impl_->ports.size(); ++i) poke_listener(impl_->wake_hosts[i], impl_->ports[i]);
+        for (const auto& address : impl_->wake_addresses) poke_listener(address);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (*closed) {
