@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
@@ -15,7 +17,9 @@
 #include <chrono>
 #include <thread>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 
 namespace flowlat::http {
@@ -254,6 +258,18 @@ private:
     std::vector<char> buffer_ = std::vector<char>(64 * 1024); // heap: civetweb's worker stacks are small
 };
 
+// Every queued and served connection is an fd: raise the soft limit (often 1024) towards the
+// hard one so that a connection flood meets civetweb's queue bound, not EMFILE in accept().
+void raise_fd_limit(const ServerOptions& options)
+{
+    const auto wanted = static_cast<rlim_t>(options.num_threads + options.limits.connection_queue) * 2 + 1024;
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted) return;
+    limit.rlim_cur = std::min(wanted, limit.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+        spdlog::warn("http: cannot raise the open-file limit to {}: {}", wanted, std::strerror(errno));
+}
+
 } // namespace
 
 struct HttpServer::Impl : public CivetHandler {
@@ -261,6 +277,49 @@ struct HttpServer::Impl : public CivetHandler {
     std::unique_ptr<CivetServer> server;
     std::vector<std::uint16_t> ports;
     std::vector<sockaddr_storage> wake_addresses; // per port: where a connection reaches its listener
+    // Connections a worker holds now (from after the TLS handshake to close). When half the
+    // workers are held, responses end their connection instead of keeping it alive, so that
+    // idle kept-alive connections cannot take every worker from a scrape.
+    std::atomic<int> held{0};
+
+    static Impl* of(const mg_connection* conn)
+    {
+        const auto* server = static_cast<const CivetServer*>(mg_get_user_data(mg_get_context(conn)));
+        return server == nullptr ? nullptr : static_cast<Impl*>(const_cast<void*>(server->getUserContext()));
+    }
+    static int on_connection_open(const mg_connection* conn, void** data)
+    {
+        if (Impl* impl = of(conn)) {
+            impl->held.fetch_add(1, std::memory_order_relaxed);
+            *data = impl; // marks a counted connection: close callbacks also come for TLS failures
+        }
+        return 0;
+    }
+    static void on_connection_close(const mg_connection* conn)
+    {
+        if (void* data = mg_get_user_connection_data(conn)) static_cast<Impl*>(data)->held.fetch_sub(1, std::memory_order_relaxed);
+    }
+    bool busy() const { return held.load(std::memory_order_relaxed) * 2 >= options.num_threads; }
+
+    // civetweb keeps a connection alive when the request's Connection header (or HTTP/1.1's
+    // default) says so and has no call to refuse it; this makes the request say "close", so
+    // the response carries "Connection: close" and the worker closes after it. The request
+    // record is civetweb's own mutable memory behind a const pointer (civetweb 1.15, built here).
+    static void close_after_response(mg_connection* conn)
+    {
+        auto* request = const_cast<mg_request_info*>(mg_get_request_info(conn));
+        for (int i = 0; i < request->num_headers; ++i) {
+            if (strcasecmp(request->http_headers[i].name, "Connection") == 0) {
+                request->http_headers[i].value = "close";
+                return;
+            }
+        }
+        if (request->num_headers < static_cast<int>(std::size(request->http_headers))) {
+            request->http_headers[request->num_headers].name = "Connection";
+            request->http_headers[request->num_headers].value = "close";
+            ++request->num_headers;
+        }
+    }
 
     using CivetHandler::handleGet;
     using CivetHandler::handleHead;
@@ -270,6 +329,7 @@ struct HttpServer::Impl : public CivetHandler {
 
     bool dispatch(mg_connection* conn)
     {
+        if (busy()) close_after_response(conn);
         const mg_request_info* request = mg_get_request_info(conn);
         const std::string_view uri = request->local_uri != nullptr ? request->local_uri : "";
         bool streaming = false;
@@ -375,6 +435,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     if (!ports) return ports.error();
     if (options.num_threads < 1) return Error{"http server: num_threads must be at least 1", 0};
 
+    raise_fd_limit(options);
+
     std::string joined;
     for (const auto& address : options.listen_addresses) joined += (joined.empty() ? "" : ", ") + address;
 
@@ -396,11 +458,13 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     };
     CivetCallbacks callbacks;
     callbacks.log_message = log_message;
+    callbacks.init_connection = Impl::on_connection_open;
+    callbacks.connection_close = Impl::on_connection_close;
 
     std::string errors;
     startup_errors = &errors;
     try {
-        impl->server = std::make_unique<CivetServer>(civet_options, &callbacks);
+        impl->server = std::make_unique<CivetServer>(civet_options, &callbacks, impl.get());
     } catch (const std::exception& e) {
         startup_errors = nullptr;
         return Error{"listen on " + joined + ": " + (errors.empty() ? std::string(e.what()) : errors), 0};

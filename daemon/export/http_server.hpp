@@ -53,7 +53,7 @@ struct ServerOptions {
     std::function<void(const BodyWriter& write)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
-    int num_threads{256};
+    int num_threads{512};
     Limits limits;
 };
 
