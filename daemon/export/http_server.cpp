@@ -1,6 +1,10 @@
 #include "export/http_server.hpp"
 
+#include "export/basic_auth.hpp"
+
 #include <CivetServer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -281,6 +285,8 @@ struct HttpServer::Impl : public CivetHandler {
     // workers are held, responses end their connection instead of keeping it alive, so that
     // idle kept-alive connections cannot take every worker from a scrape.
     std::atomic<int> held{0};
+    std::atomic<int> scrapes_in_flight{0};
+    std::unique_ptr<web::BasicAuth> auth;
 
     static Impl* of(const mg_connection* conn)
     {
@@ -321,11 +327,74 @@ struct HttpServer::Impl : public CivetHandler {
         }
     }
 
+    using CivetHandler::handleDelete;
     using CivetHandler::handleGet;
     using CivetHandler::handleHead;
+    using CivetHandler::handleOptions;
+    using CivetHandler::handlePatch;
+    using CivetHandler::handlePost;
+    using CivetHandler::handlePut;
     bool handleGet(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
-    // HEAD: the same headers, no body. Other methods are left to civetweb (404).
+    // HEAD: the same headers, no body.
     bool handleHead(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
+    // Every other method: 405 with the methods that are served.
+    bool handlePost(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handlePut(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handleDelete(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handleOptions(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handlePatch(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+
+    bool refuse_method(mg_connection* conn)
+    {
+        close_after_response(conn); // a request body, if any, is not read
+        send(conn, 405, "text/plain; charset=utf-8", "method not allowed\n", nullptr, {{"Allow", "GET, HEAD"}});
+        return true;
+    }
+
+    // Configures civetweb's SSL_CTX from the web config (civetweb's own certificate options
+    // take one PEM for both certificate and key and know no client_auth_type).
+    static int init_ssl(void* ssl_ctx, void* user_data)
+    {
+        const auto* server = static_cast<const CivetServer*>(user_data);
+        const auto* impl = static_cast<const Impl*>(server->getUserContext());
+        auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+        const web::TlsServerConfig& tls = *impl->options.web.tls;
+        auto fail = [](const std::string& what) {
+            char detail[256] = {};
+            ERR_error_string_n(ERR_get_error(), detail, sizeof(detail));
+            spdlog::error("tls: {}: {}", what, detail);
+            ERR_clear_error();
+            return -1;
+        };
+        if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1)
+            return fail("cannot load cert_file " + tls.cert_file);
+        if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+            return fail("cannot load key_file " + tls.key_file);
+        if (SSL_CTX_check_private_key(ctx) != 1) return fail("key_file does not match cert_file");
+        if (SSL_CTX_set_min_proto_version(ctx, tls.min_version) != 1) return fail("cannot set min_version");
+        if (tls.max_version != 0 && SSL_CTX_set_max_proto_version(ctx, tls.max_version) != 1)
+            return fail("cannot set max_version");
+        if (!tls.client_ca_file.empty()) {
+            if (SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(), nullptr) != 1)
+                return fail("cannot load client_ca_file " + tls.client_ca_file);
+            if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str()))
+                SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        // Go's RequestClientCert and RequireAnyClientCert take any certificate unverified.
+        auto accept_any = [](int, X509_STORE_CTX*) { return 1; };
+        switch (tls.client_auth) {
+        case web::ClientAuth::none: SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr); break;
+        case web::ClientAuth::request: SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any); break;
+        case web::ClientAuth::require_any:
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+            break;
+        case web::ClientAuth::verify_if_given: SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr); break;
+        case web::ClientAuth::require_and_verify:
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+            break;
+        }
+        return 1; // civetweb adds nothing of its own
+    }
 
     bool dispatch(mg_connection* conn)
     {
@@ -334,8 +403,26 @@ struct HttpServer::Impl : public CivetHandler {
         const std::string_view uri = request->local_uri != nullptr ? request->local_uri : "";
         bool streaming = false;
         try {
-            if (uri == "/metrics") {
+            if (auth && !auth->allows(mg_get_header(conn, "Authorization"))) {
+                close_after_response(conn);
+                send(conn, 401, "text/plain; charset=utf-8", "unauthorized\n", nullptr,
+                     {{"WWW-Authenticate", "Basic realm=\"flowlatd\", charset=\"UTF-8\""}});
+            } else if (uri == options.telemetry_path) {
+                if (options.max_requests > 0 && scrapes_in_flight.fetch_add(1) >= options.max_requests) {
+                    scrapes_in_flight.fetch_sub(1);
+                    send(conn, 503, "text/plain; charset=utf-8",
+                         "too many scrapes at once (--web.max-requests=" + std::to_string(options.max_requests) + ")\n");
+                    return true;
+                }
+                struct Release {
+                    std::atomic<int>* counter;
+                    ~Release() { if (counter != nullptr) counter->fetch_sub(1); }
+                } release{options.max_requests > 0 ? &scrapes_in_flight : nullptr};
                 serve_metrics(conn, streaming);
+            } else if (uri == "/-/healthy") {
+                send(conn, 200, "text/plain; charset=utf-8", "Healthy\n");
+            } else if (uri == "/-/ready") {
+                send(conn, 200, "text/plain; charset=utf-8", "Ready\n");
             } else if (uri == "/healthz") {
                 const Health health = options.health ? options.health() : Health{};
                 if (health.ok) {
@@ -379,6 +466,7 @@ struct HttpServer::Impl : public CivetHandler {
         mg_response_header_add(conn, "Content-Type", kMetricsContentType, -1);
         if (gzip) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        for (const auto& [name, value] : options.web.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
         if (!head) mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
         mg_response_header_send(conn);
         streaming = !head;
@@ -409,13 +497,14 @@ struct HttpServer::Impl : public CivetHandler {
             if (i > 0) html += ", ";
             html += html_escape(info.interfaces[i]);
         }
-        html += "</p>\n<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
+        html += "</p>\n<p><a href=\"" + html_escape(options.telemetry_path) + "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
                 "</body></html>\n";
         return html;
     }
 
-    static void send(mg_connection* conn, int status, const char* content_type, const std::string& body,
-                     const char* content_encoding = nullptr)
+    void send(mg_connection* conn, int status, const char* content_type, const std::string& body,
+              const char* content_encoding = nullptr,
+              std::initializer_list<std::pair<const char*, const char*>> extra = {}) const
     {
         const std::string length = std::to_string(body.size());
         mg_response_header_start(conn, status);
@@ -423,6 +512,8 @@ struct HttpServer::Impl : public CivetHandler {
         mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
         if (content_encoding != nullptr) mg_response_header_add(conn, "Content-Encoding", content_encoding, -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        for (const auto& [name, value] : extra) mg_response_header_add(conn, name, value, -1);
+        for (const auto& [name, value] : options.web.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
         mg_response_header_send(conn);
         const std::string_view method = mg_get_request_info(conn)->request_method;
         if (!body.empty() && method != "HEAD") mg_write(conn, body.data(), body.size());
@@ -431,7 +522,8 @@ struct HttpServer::Impl : public CivetHandler {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 {
-    auto ports = civetweb_listening_ports(options.listen_addresses);
+    const bool tls = options.web.tls.has_value();
+    auto ports = civetweb_listening_ports(options.listen_addresses, tls);
     if (!ports) return ports.error();
     if (options.num_threads < 1) return Error{"http server: num_threads must be at least 1", 0};
 
@@ -459,6 +551,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     CivetCallbacks callbacks;
     callbacks.log_message = log_message;
     callbacks.init_connection = Impl::on_connection_open;
+    if (tls) callbacks.init_ssl = Impl::init_ssl;
+    if (!impl->options.web.basic_auth_users.empty())
+        impl->auth = std::make_unique<web::BasicAuth>(impl->options.web.basic_auth_users);
     callbacks.connection_close = Impl::on_connection_close;
 
     std::string errors;

@@ -2,6 +2,7 @@
 // http_server.cpp: this header names none of its types.
 #pragma once
 
+#include "export/web_config.hpp"
 #include "os/result.hpp"
 
 #include <chrono>
@@ -55,6 +56,12 @@ struct ServerOptions {
     std::function<LandingInfo()> landing;
     int num_threads{512};
     Limits limits;
+    // Where the exposition is served (--web.telemetry-path).
+    std::string telemetry_path{"/metrics"};
+    // Scrapes served at once (--web.max-requests); more are answered 503. 0: no limit.
+    int max_requests{40};
+    // --web.config.file: TLS on every listener, basic authentication, extra response headers.
+    web::WebConfig web;
 };
 
 class HttpServer {

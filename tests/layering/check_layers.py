@@ -26,6 +26,8 @@ THIRD_PARTY = [
     (re.compile(r"<systemd/"), "PkgConfig::LIBSYSTEMD"),
     (re.compile(r"<spdlog/"), "spdlog::spdlog"),
     (re.compile(r"<fmt/"), "fmt::fmt"),
+    (re.compile(r"<openssl/"), "OpenSSL::SSL"),
+    (re.compile(r"<crypt\.h>"), "PkgConfig::LIBCRYPT"),
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s+([<"][^>"]+[>"])', re.M)
 LAYER_CALL = re.compile(r"flowlat_layer\(\s*(\w+)([^)]*)\)", re.S)
