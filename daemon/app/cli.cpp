@@ -4,13 +4,14 @@
 #include "os/logging.hpp"
 
 #include <array>
+#include <charconv>
 
 namespace flowlat::cli {
 
 namespace {
 
 enum class Flag { config_file, config_check, listen_address, log_level, interface, print, handshake_timeout,
-                  version, help };
+                  version, help, web_config_file, telemetry_path, max_requests };
 
 struct FlagSpec {
     std::string_view name;
@@ -18,10 +19,13 @@ struct FlagSpec {
     bool takes_value;
 };
 
-constexpr std::array<FlagSpec, 10> flags{{
+constexpr std::array<FlagSpec, 13> flags{{
     {"--config.file", Flag::config_file, true},
     {"--config.check", Flag::config_check, false},
     {"--web.listen-address", Flag::listen_address, true},
+    {"--web.config.file", Flag::web_config_file, true},
+    {"--web.telemetry-path", Flag::telemetry_path, true},
+    {"--web.max-requests", Flag::max_requests, true},
     {"--log.level", Flag::log_level, true},
     {"--interface", Flag::interface, true},
     {"--print", Flag::print, false}, // optional value, only as --print=MODE
@@ -68,10 +72,10 @@ Result<Options> parse_arguments(std::span<const std::string_view> arguments)
         case Flag::log_level:
             if (!logging::is_level(*value)) {
                 std::string levels;
-                for (const auto level : logging::level_names) levels += (levels.empty() ? "" : ", ") + std::string(level);
-                return bad("--log.level: '" + *value + "' is not one of " + levels);
+                for (const auto known : logging::level_names) levels += (levels.empty() ? "" : ", ") + std::string(known);
+                return bad("--log.level: '" + *value + "' is not one of " + levels + " (warn may be spelt warning)");
             }
-            options.log_level = *value;
+            options.log_level = logging::canonical_level(*value);
             break;
         case Flag::interface: options.interfaces.push_back(*value); break;
         case Flag::print:
@@ -87,6 +91,20 @@ Result<Options> parse_arguments(std::span<const std::string_view> arguments)
             if (!duration || duration->count() <= 0)
                 return bad("--handshake-timeout: '" + *value + "' is not a positive duration such as 10s or 500ms");
             options.handshake_timeout = *duration;
+            break;
+        }
+        case Flag::web_config_file: options.web_config_file = *value; break;
+        case Flag::telemetry_path:
+            if (value->front() != '/' || value->find_first_of(" \t\r\n?#") != std::string::npos)
+                return bad("--web.telemetry-path: '" + *value + "' is not a path such as /metrics");
+            options.telemetry_path = *value;
+            break;
+        case Flag::max_requests: {
+            int parsed = -1;
+            const auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), parsed);
+            if (ec != std::errc{} || end != value->data() + value->size() || parsed < 0)
+                return bad("--web.max-requests: '" + *value + "' is not a number of 0 (no limit) or more");
+            options.max_requests = parsed;
             break;
         }
         case Flag::version: options.version = true; break;
@@ -108,8 +126,13 @@ Flags:
   --config.file=PATH           YAML configuration (default /etc/flowlatd/flowlatd.yaml;
                                when absent and not named, an embedded default is used)
   --config.check               validate the configuration and exit (0 valid, 1 invalid)
-  --web.listen-address=ADDR    HOST:PORT to serve /metrics on, repeatable (default :10435)
-  --log.level=LEVEL            trace, debug, info, warn, error, critical or off
+  --web.listen-address=ADDR    HOST:PORT to serve /metrics on, repeatable (default :10435,
+                               every IPv6 and IPv4 address; [::1]:PORT, 0.0.0.0:PORT too)
+  --web.config.file=PATH       TLS, basic auth and response headers for the endpoint, in
+                               the Prometheus exporter-toolkit format (re-read on SIGHUP)
+  --web.telemetry-path=PATH    where the metrics are served (default /metrics)
+  --web.max-requests=N         scrapes served at once, more get 503; 0: no limit (default 40)
+  --log.level=LEVEL            trace, debug, info, warn (or warning), error, critical or off
   --interface=IFACE            interface name or glob to probe, repeatable
                                (default: the interfaces of the default route)
   --print[=text|json]          print each handshake in the foreground instead of serving

@@ -19,6 +19,9 @@ struct Options {
     std::optional<std::string> config_file; // set only when named on the command line
     bool config_check{false};
     std::vector<std::string> listen_addresses;
+    std::optional<std::string> web_config_file;
+    std::string telemetry_path{"/metrics"};
+    int max_requests{40};
     std::optional<std::string> log_level;
     std::vector<std::string> interfaces;
     std::optional<print::PrintMode> print;

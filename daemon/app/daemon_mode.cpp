@@ -5,6 +5,7 @@
 #include "os/abstract_lock.hpp"
 #include "aggregate/aggregator.hpp"
 #include "export/http_server.hpp"
+#include "export/web_config.hpp"
 #include "aggregate/label_policy.hpp"
 #include "os/link_watcher.hpp"
 #include "os/logging.hpp"
@@ -90,6 +91,7 @@ private:
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
+    web::WebConfig web_; // --web.config.file as last loaded
     std::map<std::string, std::string> attach_errors_; // the last attach error per wanted interface
     std::set<std::string> missing_names_;              // configured names that do not exist now
 
@@ -181,6 +183,15 @@ int Daemon::run()
         reload_success_timestamp_ = unix_now_seconds();
     }
 
+    if (options_.web_config_file) {
+        auto web = web::load_web_config(*options_.web_config_file);
+        if (!web.config) {
+            for (const auto& error : web.errors) spdlog::error("{}", error);
+            startup::report({"flowlatd: invalid web configuration, not starting", ""});
+            return 1;
+        }
+        web_ = std::move(*web.config);
+    }
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report({"flowlatd: cannot " + http.error().message(), ""});
         return 2;
@@ -272,6 +283,9 @@ Status Daemon::start_http(const std::vector<std::string>& addresses)
 {
     http::ServerOptions options;
     options.listen_addresses = addresses;
+    options.telemetry_path = options_.telemetry_path;
+    options.max_requests = options_.max_requests;
+    options.web = web_;
     options.metrics = [this](const http::BodyWriter& write) { write_metrics(write); };
     options.health = [this] { return health(); };
     options.landing = [this] { return landing(); };
@@ -325,11 +339,26 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         return;
     }
 
+    // The web config is re-read at every reload, and the listener restarted with it, so that
+    // renewed certificate files take effect; a bad file keeps the old one.
+    std::optional<web::WebConfig> next_web;
+    if (options_.web_config_file) {
+        auto web = web::load_web_config(*options_.web_config_file);
+        if (!web.config) {
+            for (const auto& error : web.errors) spdlog::error("{}", error);
+            fail(std::to_string(web.errors.size()) + " web configuration error(s)");
+            return;
+        }
+        next_web = std::move(web.config);
+    }
     // The listener is the one part that can fail to apply, so it goes first.
-    if (next.listen_addresses != config_.listen_addresses) {
+    if (next.listen_addresses != config_.listen_addresses || next_web) {
+        const web::WebConfig previous_web = web_;
+        if (next_web) web_ = std::move(*next_web);
         http_.reset();
         if (Status started = start_http(next.listen_addresses); !started) {
             const std::string why = started.error().message();
+            web_ = previous_web;
             if (Status restored = start_http(config_.listen_addresses); !restored)
                 spdlog::critical("cannot restore the previous listener: {}", restored.error().message());
             fail(why);
@@ -437,6 +466,14 @@ int run_config_check(const cli::Options& options)
     if (!loaded.config) {
         for (const auto& diagnostic : loaded.diagnostics) std::fprintf(stderr, "%s\n", diagnostic.to_string().c_str());
         return 1;
+    }
+    if (options.web_config_file) {
+        const auto web = web::load_web_config(*options.web_config_file);
+        if (!web.config) {
+            for (const auto& error : web.errors) std::fprintf(stderr, "%s\n", error.c_str());
+            return 1;
+        }
+        std::printf("%s: web configuration is valid\n", options.web_config_file->c_str());
     }
     std::printf("%s: configuration is valid\n", loaded.config->source.c_str());
     return 0;

@@ -199,11 +199,6 @@ std::optional<std::string> check_listen_address(std::string_view text)
 {
     auto parsed = parse_listen_address(text);
     if (auto* problem = std::get_if<std::string>(&parsed)) return std::move(*problem);
-    // Well-formed, but Debian 12's civetweb is built without IPv6: fail here, at
-    // --config.check and before a reload, not when the listener is opened.
-    if (std::get<ListenAddress>(parsed).ipv6)
-        return quote(text) + ": IPv6 listen addresses are not supported by this build (its civetweb has "
-                             "no IPv6); use an IPv4 address or a host name";
     return std::nullopt;
 }
 

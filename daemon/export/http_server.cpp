@@ -1,11 +1,16 @@
 #include "export/http_server.hpp"
 
 #include "config/config.hpp"
+#include "export/basic_auth.hpp"
 
 #include <CivetServer.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
@@ -17,7 +22,9 @@
 #include <chrono>
 #include <thread>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 
 namespace flowlat::http {
@@ -69,64 +76,93 @@ std::string html_escape(std::string_view text)
     return out;
 }
 
-// One listener as civetweb binds it: an IPv4 literal (empty: every address) and a port.
-struct Listener {
-    std::string host;
-    std::uint16_t port{0};
+bool ipv6_available()
+{
+    const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+}
 
-    std::string civetweb() const { return host.empty() ? std::to_string(port) : host + ":" + std::to_string(port); }
-};
-
-// The address as parsed by the config (which validated it), with a host name resolved.
-Result<Listener> listener_for(const std::string& address)
+// One listen address in civetweb's "listening_ports" syntax: "+PORT" (dual stack: [::] with
+// IPV6_V6ONLY off), "PORT" (every IPv4 address), "1.2.3.4:PORT", "[::1]:PORT"; "s" appended
+// for TLS.
+Result<std::string> listening_port(const std::string& address, bool tls)
 {
     auto parsed = config::parse_listen_address(address);
     if (auto* problem = std::get_if<std::string>(&parsed)) return Error{"listen address '" + address + "': " + *problem, 0};
     const config::ListenAddress& listen = std::get<config::ListenAddress>(parsed);
-    if (listen.ipv6)
-        return Error{"listen address '" + address +
-                         "': IPv6 is not supported (this civetweb build has no IPv6); use an IPv4 address",
-                     0};
-    Listener listener{listen.host, listen.port};
+    std::string host = listen.host;
+    if (listen.ipv6 && host == "::") host.clear(); // [::]:PORT is every address, as :PORT is
+    const unsigned value = listen.port;
+    const std::string suffix = std::to_string(value) + (tls ? "s" : "");
+    if (host.empty()) return (ipv6_available() ? "+" : "") + suffix;
     in_addr ipv4{};
-    if (listen.host.empty() || inet_pton(AF_INET, listen.host.c_str(), &ipv4) == 1) return listener;
-    // civetweb binds literals only: resolve a host name to its first IPv4 address.
+    if (inet_pton(AF_INET, host.c_str(), &ipv4) == 1) return host + ":" + suffix;
+    in6_addr ipv6{};
+    if (inet_pton(AF_INET6, host.c_str(), &ipv6) == 1) return "[" + host + "]:" + suffix;
+    // civetweb binds literals only: resolve a host name to its first address.
+    const bool name_ok = std::all_of(host.begin(), host.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.';
+    });
+    if (!name_ok)
+        return Error{"listen address '" + address + "': host must be an IP address or a host name", 0};
     addrinfo hints{};
-    hints.ai_family = AF_INET;
+    hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    const int rc = getaddrinfo(listen.host.c_str(), nullptr, &hints, &found);
+    const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
     if (rc != 0 || found == nullptr)
-        return Error{"listen address '" + address + "': cannot resolve '" + listen.host + "' to an IPv4 address: " +
-                         gai_strerror(rc),
-                     0};
-    char text[INET_ADDRSTRLEN] = {};
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
+        return Error{"listen address '" + address + "': cannot resolve '" + host + "': " + gai_strerror(rc), 0};
+    char text[INET6_ADDRSTRLEN] = {};
+    const bool v6 = found->ai_family == AF_INET6;
+    if (v6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(found->ai_addr)->sin6_addr, text, sizeof(text));
+    else
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
     freeaddrinfo(found);
-    listener.host = text;
-    return listener;
+    return v6 ? "[" + std::string(text) + "]:" + suffix : std::string(text) + ":" + suffix;
 }
 
-Result<std::vector<Listener>> listeners_for(const std::vector<std::string>& addresses)
+// Where a local connection reaches a listener given in civetweb's syntax (to wake it at stop).
+sockaddr_storage wake_address(std::string_view entry, std::uint16_t port)
 {
-    if (addresses.empty()) return Error{"no listen address", 0};
-    std::vector<Listener> listeners;
-    for (const auto& address : addresses) {
-        auto listener = listener_for(address);
-        if (!listener) return listener.error();
-        listeners.push_back(std::move(listener).value());
+    sockaddr_storage storage{};
+    if (!entry.empty() && entry.back() == 's') entry.remove_suffix(1);
+    const auto colon = entry.rfind(':');
+    std::string host = colon == std::string_view::npos ? "" : std::string(entry.substr(0, colon));
+    if (host.size() >= 2 && host.front() == '[') {
+        host = host.substr(1, host.size() - 2);
+        in6_addr address{};
+        if (inet_pton(AF_INET6, host.c_str(), &address) == 1) {
+            auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            v6->sin6_addr = IN6_IS_ADDR_UNSPECIFIED(&address) ? in6addr_loopback : address;
+            return storage;
+        }
     }
-    return listeners;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in_addr parsed{};
+    if (inet_pton(AF_INET, host.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) v4->sin_addr = parsed;
+    return storage;
 }
 
 } // namespace
 
-Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses)
+Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls)
 {
-    auto listeners = listeners_for(addresses);
-    if (!listeners) return listeners.error();
+    if (addresses.empty()) return Error{"no listen address", 0};
     std::string ports;
-    for (const auto& listener : listeners.value()) ports += (ports.empty() ? "" : ",") + listener.civetweb();
+    for (const auto& address : addresses) {
+        auto port = listening_port(address, tls);
+        if (!port) return port.error();
+        if (!ports.empty()) ports += ',';
+        ports += port.value();
+    }
     return ports;
 }
 
@@ -207,8 +243,20 @@ private:
 
     mg_connection* conn_;
     z_stream stream_{};
-    std::array<char, 64 * 1024> buffer_{};
+    std::vector<char> buffer_ = std::vector<char>(64 * 1024); // heap: civetweb's worker stacks are small
 };
+
+// Every queued and served connection is an fd: raise the soft limit (often 1024) towards the
+// hard one so that a connection flood meets civetweb's queue bound, not EMFILE in accept().
+void raise_fd_limit(const ServerOptions& options)
+{
+    const auto wanted = static_cast<rlim_t>(options.num_threads + options.limits.connection_queue) * 2 + 1024;
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted) return;
+    limit.rlim_cur = std::min(wanted, limit.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+        spdlog::warn("http: cannot raise the open-file limit to {}: {}", wanted, std::strerror(errno));
+}
 
 } // namespace
 
@@ -216,22 +264,149 @@ struct HttpServer::Impl : public CivetHandler {
     ServerOptions options;
     std::unique_ptr<CivetServer> server;
     std::vector<std::uint16_t> ports;
-    std::vector<in_addr> wake_hosts; // per port: where a connection reaches its listener
+    std::vector<sockaddr_storage> wake_addresses; // per port: where a connection reaches its listener
+    // Connections a worker holds now (from after the TLS handshake to close). When half the
+    // workers are held, responses end their connection instead of keeping it alive, so that
+    // idle kept-alive connections cannot take every worker from a scrape.
+    std::atomic<int> held{0};
+    std::atomic<int> scrapes_in_flight{0};
+    std::unique_ptr<web::BasicAuth> auth;
 
+    static Impl* of(const mg_connection* conn)
+    {
+        const auto* server = static_cast<const CivetServer*>(mg_get_user_data(mg_get_context(conn)));
+        return server == nullptr ? nullptr : static_cast<Impl*>(const_cast<void*>(server->getUserContext()));
+    }
+    static int on_connection_open(const mg_connection* conn, void** data)
+    {
+        if (Impl* impl = of(conn)) {
+            impl->held.fetch_add(1, std::memory_order_relaxed);
+            *data = impl; // marks a counted connection: close callbacks also come for TLS failures
+        }
+        return 0;
+    }
+    static void on_connection_close(const mg_connection* conn)
+    {
+        if (void* data = mg_get_user_connection_data(conn)) static_cast<Impl*>(data)->held.fetch_sub(1, std::memory_order_relaxed);
+    }
+    bool busy() const { return held.load(std::memory_order_relaxed) * 2 >= options.num_threads; }
+
+    // civetweb keeps a connection alive when the request's Connection header (or HTTP/1.1's
+    // default) says so and has no call to refuse it; this makes the request say "close", so
+    // the response carries "Connection: close" and the worker closes after it. The request
+    // record is civetweb's own mutable memory behind a const pointer (civetweb 1.15, built here).
+    static void close_after_response(mg_connection* conn)
+    {
+        auto* request = const_cast<mg_request_info*>(mg_get_request_info(conn));
+        for (int i = 0; i < request->num_headers; ++i) {
+            if (strcasecmp(request->http_headers[i].name, "Connection") == 0) {
+                request->http_headers[i].value = "close";
+                return;
+            }
+        }
+        if (request->num_headers < static_cast<int>(std::size(request->http_headers))) {
+            request->http_headers[request->num_headers].name = "Connection";
+            request->http_headers[request->num_headers].value = "close";
+            ++request->num_headers;
+        }
+    }
+
+    using CivetHandler::handleDelete;
     using CivetHandler::handleGet;
     using CivetHandler::handleHead;
+    using CivetHandler::handleOptions;
+    using CivetHandler::handlePatch;
+    using CivetHandler::handlePost;
+    using CivetHandler::handlePut;
     bool handleGet(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
-    // HEAD: the same headers, no body. Other methods are left to civetweb (404).
+    // HEAD: the same headers, no body.
     bool handleHead(CivetServer*, mg_connection* conn) override { return dispatch(conn); }
+    // Every other method: 405 with the methods that are served.
+    bool handlePost(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handlePut(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handleDelete(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handleOptions(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+    bool handlePatch(CivetServer*, mg_connection* conn) override { return refuse_method(conn); }
+
+    bool refuse_method(mg_connection* conn)
+    {
+        close_after_response(conn); // a request body, if any, is not read
+        send(conn, 405, "text/plain; charset=utf-8", "method not allowed\n", nullptr, {{"Allow", "GET, HEAD"}});
+        return true;
+    }
+
+    // Configures civetweb's SSL_CTX from the web config (civetweb's own certificate options
+    // take one PEM for both certificate and key and know no client_auth_type).
+    static int init_ssl(void* ssl_ctx, void* user_data)
+    {
+        const auto* server = static_cast<const CivetServer*>(user_data);
+        const auto* impl = static_cast<const Impl*>(server->getUserContext());
+        auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+        const web::TlsServerConfig& tls = *impl->options.web.tls;
+        auto fail = [](const std::string& what) {
+            char detail[256] = {};
+            ERR_error_string_n(ERR_get_error(), detail, sizeof(detail));
+            spdlog::error("tls: {}: {}", what, detail);
+            ERR_clear_error();
+            return -1;
+        };
+        if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1)
+            return fail("cannot load cert_file " + tls.cert_file);
+        if (SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+            return fail("cannot load key_file " + tls.key_file);
+        if (SSL_CTX_check_private_key(ctx) != 1) return fail("key_file does not match cert_file");
+        if (SSL_CTX_set_min_proto_version(ctx, tls.min_version) != 1) return fail("cannot set min_version");
+        if (tls.max_version != 0 && SSL_CTX_set_max_proto_version(ctx, tls.max_version) != 1)
+            return fail("cannot set max_version");
+        if (!tls.client_ca_file.empty()) {
+            if (SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(), nullptr) != 1)
+                return fail("cannot load client_ca_file " + tls.client_ca_file);
+            if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(tls.client_ca_file.c_str()))
+                SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        // Go's RequestClientCert and RequireAnyClientCert take any certificate unverified.
+        auto accept_any = [](int, X509_STORE_CTX*) { return 1; };
+        switch (tls.client_auth) {
+        case web::ClientAuth::none: SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr); break;
+        case web::ClientAuth::request: SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any); break;
+        case web::ClientAuth::require_any:
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any);
+            break;
+        case web::ClientAuth::verify_if_given: SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr); break;
+        case web::ClientAuth::require_and_verify:
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+            break;
+        }
+        return 1; // civetweb adds nothing of its own
+    }
 
     bool dispatch(mg_connection* conn)
     {
+        if (busy()) close_after_response(conn);
         const mg_request_info* request = mg_get_request_info(conn);
         const std::string_view uri = request->local_uri != nullptr ? request->local_uri : "";
         bool streaming = false;
         try {
-            if (uri == "/metrics") {
+            if (auth && !auth->allows(mg_get_header(conn, "Authorization"))) {
+                close_after_response(conn);
+                send(conn, 401, "text/plain; charset=utf-8", "unauthorized\n", nullptr,
+                     {{"WWW-Authenticate", "Basic realm=\"flowlatd\", charset=\"UTF-8\""}});
+            } else if (uri == options.telemetry_path) {
+                if (options.max_requests > 0 && scrapes_in_flight.fetch_add(1) >= options.max_requests) {
+                    scrapes_in_flight.fetch_sub(1);
+                    send(conn, 503, "text/plain; charset=utf-8",
+                         "too many scrapes at once (--web.max-requests=" + std::to_string(options.max_requests) + ")\n");
+                    return true;
+                }
+                struct Release {
+                    std::atomic<int>* counter;
+                    ~Release() { if (counter != nullptr) counter->fetch_sub(1); }
+                } release{options.max_requests > 0 ? &scrapes_in_flight : nullptr};
                 serve_metrics(conn, streaming);
+            } else if (uri == "/-/healthy") {
+                send(conn, 200, "text/plain; charset=utf-8", "Healthy\n");
+            } else if (uri == "/-/ready") {
+                send(conn, 200, "text/plain; charset=utf-8", "Ready\n");
             } else if (uri == "/healthz") {
                 const Health health = options.health ? options.health() : Health{};
                 if (health.ok) {
@@ -275,6 +450,7 @@ struct HttpServer::Impl : public CivetHandler {
         mg_response_header_add(conn, "Content-Type", kMetricsContentType, -1);
         if (gzip) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        for (const auto& [name, value] : options.web.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
         if (!head) mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
         mg_response_header_send(conn);
         streaming = !head;
@@ -305,13 +481,14 @@ struct HttpServer::Impl : public CivetHandler {
             if (i > 0) html += ", ";
             html += html_escape(info.interfaces[i]);
         }
-        html += "</p>\n<p><a href=\"/metrics\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
+        html += "</p>\n<p><a href=\"" + html_escape(options.telemetry_path) + "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
                 "</body></html>\n";
         return html;
     }
 
-    static void send(mg_connection* conn, int status, const char* content_type, const std::string& body,
-                     const char* content_encoding = nullptr)
+    void send(mg_connection* conn, int status, const char* content_type, const std::string& body,
+              const char* content_encoding = nullptr,
+              std::initializer_list<std::pair<const char*, const char*>> extra = {}) const
     {
         const std::string length = std::to_string(body.size());
         mg_response_header_start(conn, status);
@@ -319,6 +496,8 @@ struct HttpServer::Impl : public CivetHandler {
         mg_response_header_add(conn, "Content-Length", length.c_str(), -1);
         if (content_encoding != nullptr) mg_response_header_add(conn, "Content-Encoding", content_encoding, -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        for (const auto& [name, value] : extra) mg_response_header_add(conn, name, value, -1);
+        for (const auto& [name, value] : options.web.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
         mg_response_header_send(conn);
         const std::string_view method = mg_get_request_info(conn)->request_method;
         if (!body.empty() && method != "HEAD") mg_write(conn, body.data(), body.size());
@@ -327,30 +506,44 @@ struct HttpServer::Impl : public CivetHandler {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 {
-    auto listeners = listeners_for(options.listen_addresses);
-    if (!listeners) return listeners.error();
-    std::string ports;
-    for (const auto& listener : listeners.value()) ports += (ports.empty() ? "" : ",") + listener.civetweb();
+    const bool tls = options.web.tls.has_value();
+    auto ports = civetweb_listening_ports(options.listen_addresses, tls);
+    if (!ports) return ports.error();
     if (options.num_threads < 1) return Error{"http server: num_threads must be at least 1", 0};
+
+    raise_fd_limit(options);
 
     std::string joined;
     for (const auto& address : options.listen_addresses) joined += (joined.empty() ? "" : ", ") + address;
 
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
+    const Limits& limits = impl->options.limits;
     const std::vector<std::string> civet_options = {
-        "listening_ports", ports,
+        "listening_ports", ports.value(),
         "num_threads", std::to_string(impl->options.num_threads),
-        "request_timeout_ms", "10000",
+        "request_timeout_ms", std::to_string(limits.request_timeout.count()),
+        "keep_alive_timeout_ms", std::to_string(limits.keep_alive_timeout.count()),
         "enable_keep_alive", "yes",
+        // Without it every response after the first on a kept-alive connection waits for the
+        // client's delayed ACK (Nagle): 40 ms per request.
+        "tcp_nodelay", "1",
+        "connection_queue", std::to_string(limits.connection_queue),
+        "listen_backlog", std::to_string(limits.listen_backlog),
+        "max_request_size", std::to_string(limits.max_request_size),
     };
     CivetCallbacks callbacks;
     callbacks.log_message = log_message;
+    callbacks.init_connection = Impl::on_connection_open;
+    if (tls) callbacks.init_ssl = Impl::init_ssl;
+    if (!impl->options.web.basic_auth_users.empty())
+        impl->auth = std::make_unique<web::BasicAuth>(impl->options.web.basic_auth_users);
+    callbacks.connection_close = Impl::on_connection_close;
 
     std::string errors;
     startup_errors = &errors;
     try {
-        impl->server = std::make_unique<CivetServer>(civet_options, &callbacks);
+        impl->server = std::make_unique<CivetServer>(civet_options, &callbacks, impl.get());
     } catch (const std::exception& e) {
         startup_errors = nullptr;
         return Error{"listen on " + joined + ": " + (errors.empty() ? std::string(e.what()) : errors), 0};
@@ -362,12 +555,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     const int n = mg_get_server_ports(impl->server->getContext(), static_cast<int>(bound.size()), bound.data());
     for (int i = 0; i < n; ++i) impl->ports.push_back(static_cast<std::uint16_t>(bound[static_cast<std::size_t>(i)].port));
     // civetweb reports ports in the order of listening_ports; a wildcard is reached on loopback.
+    std::string_view rest = ports.value();
     for (std::size_t i = 0; i < impl->ports.size(); ++i) {
-        in_addr host{htonl(INADDR_LOOPBACK)};
-        in_addr parsed{};
-        const std::string literal = i < listeners.value().size() ? listeners.value()[i].host : "";
-        if (inet_pton(AF_INET, literal.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) host = parsed;
-        impl->wake_hosts.push_back(host);
+        const auto comma = std::min(rest.find(','), rest.size());
+        impl->wake_addresses.push_back(wake_address(rest.substr(0, comma), impl->ports[i]));
+        rest.remove_prefix(std::min(comma + 1, rest.size()));
     }
     for (std::size_t i = 0; i < impl->ports.size(); ++i)
         spdlog::info("http: listening on {} (port {})", impl->options.listen_addresses[std::min(i, impl->options.listen_addresses.size() - 1)], impl->ports[i]);
@@ -379,15 +571,12 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 namespace {
 
 // Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
-void poke_listener(in_addr host, std::uint16_t port)
+void poke_listener(const sockaddr_storage& address)
 {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return;
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr = host;
-    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    const socklen_t length = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    (void)::connect(fd, reinterpret_cast<const sockaddr*>(&address), length);
     ::close(fd);
 }
 
@@ -405,7 +594,7 @@ HttpServer::~HttpServer()
         *closed = true;
     });
     for (int attempt = 0; attempt < 75 && !*closed; ++attempt) {
-        for (std::size_t i = 0; i < impl_->ports.size(); ++i) poke_listener(impl_->wake_hosts[i], impl_->ports[i]);
+        for (const auto& address : impl_->wake_addresses) poke_listener(address);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (*closed) {

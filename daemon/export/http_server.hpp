@@ -2,8 +2,10 @@
 // http_server.cpp: this header names none of its types.
 #pragma once
 
+#include "export/web_config.hpp"
 #include "os/result.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,17 +27,41 @@ struct LandingInfo {
     std::vector<std::string> interfaces; // where the probe is attached
 };
 
+// How long and how much one connection may hold the server. civetweb serves each connection on
+// one worker thread from accept to close, so these bound how long an idle, slow or silent client
+// keeps a worker from a scrape (docs/security.md has the attacks and figures they were set by).
+struct Limits {
+    // From the moment a worker takes a connection until its request headers are complete
+    // (slowloris, silent and half-open clients); also bounds each write of a response.
+    std::chrono::milliseconds request_timeout{2000};
+    // How long a worker waits for the next request on a kept-alive connection.
+    std::chrono::milliseconds keep_alive_timeout{1000};
+    // Accepted connections waiting for a worker, and the kernel's queue before accept().
+    int connection_queue{1024};
+    int listen_backlog{4096};
+    // Request line and headers; larger requests are refused with 413.
+    int max_request_size{16384};
+};
+
 struct ServerOptions {
-    // ":10435" (every IPv4 address), "127.0.0.1:0" (port 0: ephemeral), "0.0.0.0:9100",
-    // "host.example:9100" (resolved once, at start, to its first IPv4 address). IPv6 is an
-    // error: this civetweb is built without it.
+    // ":10435" and "[::]:10435" (every IPv6 and IPv4 address: one dual-stack socket with
+    // IPV6_V6ONLY off; IPv4 only on a host without IPv6), "0.0.0.0:9100" (every IPv4 address),
+    // "127.0.0.1:0" (port 0: ephemeral), "[::1]:9100" (that IPv6 address only),
+    // "host.example:9100" (resolved once, at start, to its first address).
     std::vector<std::string> listen_addresses{":10435"};
     // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
     // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
     std::function<void(const BodyWriter& write)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
-    int num_threads{4};
+    int num_threads{512};
+    Limits limits;
+    // Where the exposition is served (--web.telemetry-path).
+    std::string telemetry_path{"/metrics"};
+    // Scrapes served at once (--web.max-requests); more are answered 503. 0: no limit.
+    int max_requests{40};
+    // --web.config.file: TLS on every listener, basic authentication, extra response headers.
+    web::WebConfig web;
 };
 
 class HttpServer {
@@ -58,7 +84,7 @@ private:
 };
 
 // Exposed for tests. civetweb's "listening_ports" value for `addresses`, or the first bad one.
-Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses);
+Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls = false);
 // True when an Accept-Encoding header allows gzip (a "gzip" or "*" coding without q=0).
 bool accepts_gzip(std::string_view accept_encoding);
 // gzip (RFC 1952) of `data`.

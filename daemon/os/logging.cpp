@@ -9,9 +9,14 @@
 
 namespace flowlat::logging {
 
+std::string_view canonical_level(std::string_view level)
+{
+    return level == "warning" ? std::string_view("warn") : level;
+}
+
 bool is_level(std::string_view level)
 {
-    return std::find(level_names.begin(), level_names.end(), level) != level_names.end();
+    return std::find(level_names.begin(), level_names.end(), canonical_level(level)) != level_names.end();
 }
 
 void setup(std::string_view level)
@@ -31,7 +36,7 @@ void setup(std::string_view level)
 
 void set_level(std::string_view level)
 {
-    spdlog::set_level(spdlog::level::from_str(std::string(level)));
+    spdlog::set_level(spdlog::level::from_str(std::string(canonical_level(level))));
     spdlog::flush_on(spdlog::level::trace);
 }
 

@@ -10,6 +10,10 @@ namespace flowlat::logging {
 inline constexpr std::array<std::string_view, 7> level_names{"trace", "debug",    "info", "warn",
                                                             "error", "critical", "off"};
 
+// Prometheus's tools spell warn either way; flowlatd accepts both and prints warn.
+std::string_view canonical_level(std::string_view level);
+
+// One of level_names, or an accepted spelling of one.
 bool is_level(std::string_view level);
 
 void setup(std::string_view level);

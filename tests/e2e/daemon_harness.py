@@ -365,14 +365,16 @@ class Veth:
 class Prometheus(N.Proc):
     """A real Prometheus server in a namespace, scraping flowlatd every second."""
 
-    def __init__(self, lab: N.Lab, targets: list[str], ns: Optional[str] = None, port: int = PROMETHEUS_PORT):
+    def __init__(self, lab: N.Lab, targets: list[str], ns: Optional[str] = None, port: int = PROMETHEUS_PORT,
+                 job_extra: str = ""):
+        """job_extra: more keys of the scrape job (scheme, tls_config, basic_auth), 4-space indented."""
         self.ns, self.port = ns or lab.client_ns, port
         data = os.path.join(lab.tmpdir, "prometheus-data")
         os.makedirs(data, exist_ok=True)
         cfg = write_file(lab, "prometheus.yml", (
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n"
             "scrape_configs:\n  - job_name: flowlatd\n    static_configs:\n"
-            f"      - targets: {json.dumps(targets)}\n"))
+            f"      - targets: {json.dumps(targets)}\n" + job_extra))
         check = N.run(["promtool", "check", "config", cfg], check=False)
         if check.returncode != 0:
             raise AssertionError(f"harness: promtool rejects the Prometheus config:\n{check.stdout}{check.stderr}")

@@ -19,13 +19,15 @@ import sys
 THIRD_PARTY = [
     (re.compile(r"<bpf/"), "PkgConfig::LIBBPF"),
     (re.compile(r'"flowlat_probe\.skel\.h"'), "flowlat_probe_skel"),
-    (re.compile(r"<(CivetServer|civetweb)\.h>"), "civetweb::civetweb-cpp"),
+    (re.compile(r"<(CivetServer|civetweb)\.h>"), "flowlat::civetweb"),
     (re.compile(r"<yaml-cpp/"), "yaml-cpp"),
     (re.compile(r"<prometheus/"), "prometheus-cpp::core"),
     (re.compile(r"<zlib\.h>"), "ZLIB::ZLIB"),
     (re.compile(r"<systemd/"), "PkgConfig::LIBSYSTEMD"),
     (re.compile(r"<spdlog/"), "spdlog::spdlog"),
     (re.compile(r"<fmt/"), "fmt::fmt"),
+    (re.compile(r"<openssl/"), "OpenSSL::SSL"),
+    (re.compile(r"<crypt\.h>"), "PkgConfig::LIBCRYPT"),
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s+([<"][^>"]+[>"])', re.M)
 LAYER_CALL = re.compile(r"flowlat_layer\(\s*(\w+)([^)]*)\)", re.S)

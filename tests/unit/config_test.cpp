@@ -313,7 +313,7 @@ TEST_CASE("a full file", "[config]")
     const Config config = parse_ok(R"(# every key
 interfaces: [eth0, "ens*"]
 web:
-  listen_addresses: [":9000", "127.0.0.1:10435", "0.0.0.0:0", "metrics.example.com:80"]
+  listen_addresses: [":9000", "127.0.0.1:10435", "0.0.0.0:0", "metrics.example.com:80", "[::1]:0", "[::]:9"]
 log:
   level: debug
 buckets: [0.001, 0.01, 0.1, 1]
@@ -337,7 +337,8 @@ ring_buffer_size: 256KiB
 )");
     CHECK(config.interfaces == std::vector<std::string>{"eth0", "ens*"});
     CHECK(config.listen_addresses ==
-          std::vector<std::string>{":9000", "127.0.0.1:10435", "0.0.0.0:0", "metrics.example.com:80"});
+          std::vector<std::string>{":9000", "127.0.0.1:10435", "0.0.0.0:0", "metrics.example.com:80",
+                                   "[::1]:0", "[::]:9"});
     CHECK(config.log_level == "debug");
     CHECK(config.buckets == std::vector<double>{0.001, 0.01, 0.1, 1});
     REQUIRE(config.peer_groups.size() == 2);
@@ -561,9 +562,6 @@ TEST_CASE("every error, with its position and message", "[config]")
         {"listen address: bad IPv6", "web: {listen_addresses: [\"[fe80::zz]:1\"]}\n",
          {"t.yaml:1:26: web.listen_addresses[0]: \"fe80::zz\" is not an IPv6 address (expected HOST:PORT such "
           "as :10435 or 127.0.0.1:10435)"}},
-        {"listen address: IPv6 is refused while civetweb has none", "web: {listen_addresses: [\"[::1]:10435\"]}\n",
-         {"t.yaml:1:26: web.listen_addresses[0]: \"[::1]:10435\": IPv6 listen addresses are not supported by "
-          "this build (its civetweb has no IPv6); use an IPv4 address or a host name"}},
         {"listen address: bad IPv4", "web: {listen_addresses: [\"1.2.3:80\"]}\n",
          {"t.yaml:1:26: web.listen_addresses[0]: \"1.2.3\" is not an IPv4 address"}},
         {"listen address: bad host name", "web: {listen_addresses: [\"my_host:80\"]}\n",

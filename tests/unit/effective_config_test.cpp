@@ -47,11 +47,11 @@ TEST_CASE("a flag's value is validated like the key it overrides", "[config][cli
     const TempFile file("max_series: 10\n");
     cli::Options options;
     options.config_file = file.path.string();
-    options.listen_addresses = {"[::1]:10435"};
+    options.listen_addresses = {"::1:10435"};
     const auto loaded = load_effective_config(options);
     REQUIRE_FALSE(loaded.config);
     REQUIRE(loaded.diagnostics.size() == 1);
-    CHECK_THAT(loaded.diagnostics[0].to_string(), Catch::Contains("IPv6 listen addresses are not supported"));
+    CHECK_THAT(loaded.diagnostics[0].to_string(), Catch::Contains("an IPv6 address needs brackets"));
 }
 
 TEST_CASE("a named file that is missing is an error, never the embedded default", "[config][cli]")

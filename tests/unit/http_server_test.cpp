@@ -46,13 +46,23 @@ std::string dechunk(const std::string& raw)
 std::string raw_get(const char* host, std::uint16_t port, const std::string& path,
                     const std::string& extra_headers = "")
 {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const bool v6 = std::string_view(host).find(':') != std::string_view::npos;
+    const int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    REQUIRE(inet_pton(AF_INET, host, &address.sin_addr) == 1);
-    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+    sockaddr_storage storage{};
+    if (v6) {
+        auto* address = reinterpret_cast<sockaddr_in6*>(&storage);
+        address->sin6_family = AF_INET6;
+        address->sin6_port = htons(port);
+        REQUIRE(inet_pton(AF_INET6, host, &address->sin6_addr) == 1);
+    } else {
+        auto* address = reinterpret_cast<sockaddr_in*>(&storage);
+        address->sin_family = AF_INET;
+        address->sin_port = htons(port);
+        REQUIRE(inet_pton(AF_INET, host, &address->sin_addr) == 1);
+    }
+    const socklen_t length = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&storage), length) == 0);
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n" + extra_headers + "\r\n";
     REQUIRE(write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
@@ -188,18 +198,22 @@ TEST_CASE("HTTP server reports bind failures and bad addresses", "[metrics][http
     http::ServerOptions options;
     options.metrics = [](const http::BodyWriter&) {};
 
-    SECTION("IPv6 is refused with a clear message")
+    SECTION("IPv6 loopback and dual stack serve")
     {
-        for (const char* address : {"[::1]:9100", "::", "[::]:0"}) {
+        for (const char* address : {"[::1]:0", "[::]:0", ":0"}) {
             options.listen_addresses = {address};
-            const auto r = http::HttpServer::start(options);
-            REQUIRE_FALSE(r.ok());
-            CHECK_THAT(r.error().message(), Catch::Contains("IPv6") && Catch::Contains(address));
+            auto r = http::HttpServer::start(options);
+            REQUIRE(r.ok());
+            const auto port = r.value()->ports().at(0);
+            CHECK_THAT(raw_get("::1", port, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+            if (std::string_view(address) != "[::1]:0")
+                CHECK_THAT(raw_get("127.0.0.1", port, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
         }
     }
     SECTION("malformed addresses")
     {
-        for (const char* address : {"127.0.0.1:", "127.0.0.1:65536", "bad_host!:80", "x", ":-1"}) {
+        for (const char* address : {"127.0.0.1:", "127.0.0.1:65536", "bad_host!:80", "x", ":-1", "::1:80", "[::1]",
+                                    "[fe80::zz]:1", "[::1]80"}) {
             options.listen_addresses = {address};
             const auto r = http::HttpServer::start(options);
             REQUIRE_FALSE(r.ok());
@@ -221,7 +235,10 @@ TEST_CASE("HTTP server reports bind failures and bad addresses", "[metrics][http
 
 TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
 {
-    CHECK(http::civetweb_listening_ports({":10435"}).value() == "10435");
+    CHECK(http::civetweb_listening_ports({":10435"}).value() == "+10435");
+    CHECK(http::civetweb_listening_ports({"[::]:10435"}).value() == "+10435");
+    CHECK(http::civetweb_listening_ports({"[::1]:9100", "[fd00::1]:1"}).value() == "[::1]:9100,[fd00::1]:1");
+    CHECK(http::civetweb_listening_ports({":10435", "127.0.0.1:1"}, true).value() == "+10435s,127.0.0.1:1s");
     CHECK(http::civetweb_listening_ports({"127.0.0.1:0", "0.0.0.0:9100"}).value() == "127.0.0.1:0,0.0.0.0:9100");
     CHECK_FALSE(http::civetweb_listening_ports({}).ok());
     // Host names resolve to IPv4 (localhost comes from /etc/hosts: no network needed).
