@@ -92,23 +92,32 @@ TEST_CASE("a load failure is one error line followed by the indented tail")
 {
     probe::LogCapture capture;
     capture.add(true, verifier_message(100));
-    probe::LoadError error{"loading the BPF program flowlat_ingress", EACCES, capture.tail(25)};
-    const startup::Failure failure = startup::load_failure(error);
-    CHECK(failure.line == "flowlatd: loading the BPF program flowlat_ingress failed: Permission denied;"
-                          " verifier log (last 25 of 102 lines):");
-    std::istringstream detail(failure.detail);
+    const Error error = probe::load_failure("loading the BPF program flowlat_ingress failed", EACCES, capture.tail(25));
+    CHECK(error.message() == "loading the BPF program flowlat_ingress failed: Permission denied");
+    CHECK(error.detail.size() == 25);
+    std::istringstream text(startup::report_text(error));
+    std::string line;
+    std::getline(text, line);
+    CHECK(line == "flowlatd: loading the BPF program flowlat_ingress failed: Permission denied;"
+                  " verifier log (last 25 of 102 lines):");
     int lines = 0;
-    for (std::string line; std::getline(detail, line); ++lines) CHECK(line.starts_with("    "));
+    std::string last;
+    for (; std::getline(text, line); ++lines) {
+        CHECK(line.starts_with("    "));
+        last = line;
+    }
     CHECK(lines == 25);
-    CHECK(failure.detail.ends_with("    processed 4821 insns (limit 1000000)\n"));
+    CHECK(last == "    processed 4821 insns (limit 1000000)");
 
-    probe::LoadError plain{"opening the embedded BPF object", ENOMEM, {}};
-    CHECK(startup::load_failure(plain).line == "flowlatd: opening the embedded BPF object failed: Cannot allocate memory");
-    CHECK(startup::load_failure(plain).detail.empty());
+    const Error plain = probe::load_failure("opening the embedded BPF object failed", ENOMEM, {});
+    CHECK(startup::report_text(plain) == "flowlatd: opening the embedded BPF object failed: Cannot allocate memory\n");
+    CHECK(plain.detail.empty());
 
-    probe::LoadError one_warning{"loading the BPF program", EPERM, {false, "", {"failed to load object 'x'"}, 1}};
-    CHECK(startup::load_failure(one_warning).line ==
-          "flowlatd: loading the BPF program failed: Operation not permitted; libbpf said (last 1 line):");
+    const Error one_warning =
+        probe::load_failure("loading the BPF program failed", EPERM, {false, "", {"failed to load object 'x'"}, 1});
+    CHECK(startup::report_text(one_warning) ==
+          "flowlatd: loading the BPF program failed: Operation not permitted; libbpf said (last 1 line):\n"
+          "    failed to load object 'x'\n");
 }
 
 TEST_CASE("while a capture runs libbpf's warnings reach it, not the log; a success replays them")
