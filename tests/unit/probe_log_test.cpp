@@ -1,10 +1,10 @@
 // libbpf's output during a load: kept, not printed, and reported once as the log's tail.
 #include "probe/probe.hpp"
 #include "app/startup.hpp"
+#include "log_sink.hpp"
 
 #include <bpf/libbpf.h>
 #include <catch2/catch.hpp>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <sstream>
@@ -22,25 +22,6 @@ std::string verifier_message(int lines, const char* program = "flowlat_ingress")
     message += "R2 invalid mem access 'scalar'\nprocessed 4821 insns (limit 1000000)\n";
     return message + "-- END PROG LOAD LOG --\n";
 }
-
-// Routes the default logger into a string for the test's lifetime.
-class LogSink {
-public:
-    LogSink() : previous_(spdlog::default_logger())
-    {
-        auto logger = std::make_shared<spdlog::logger>(
-            "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_, true));
-        logger->set_pattern("%l %v");
-        logger->set_level(spdlog::level::info);
-        spdlog::set_default_logger(logger);
-    }
-    ~LogSink() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return text_.str(); }
-
-private:
-    std::shared_ptr<spdlog::logger> previous_;
-    std::ostringstream text_;
-};
 
 } // namespace
 
