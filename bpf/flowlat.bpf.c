@@ -55,7 +55,6 @@ __u32 ack_filter[FLOWLAT_ACK_FILTER_BUCKETS];
 /* A ring record as the queue counts it: the event plus the ring's 8-byte record header. */
 #define FLOWLAT_RING_RECORD_BYTES (sizeof(struct flowlat_event) + BPF_RINGBUF_HDR_SZ)
 
-#define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_ACK 0x10

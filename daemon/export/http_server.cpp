@@ -1,5 +1,7 @@
 #include "export/http_server.hpp"
 
+#include "os/unique_fd.hpp"
+
 #include <CivetServer.h>
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -375,14 +377,13 @@ namespace {
 // Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
 void poke_listener(in_addr host, std::uint16_t port)
 {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
+    const UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return;
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
     address.sin_addr = host;
-    (void)::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    ::close(fd);
+    (void)::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
 }
 
 } // namespace
