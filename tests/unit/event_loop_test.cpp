@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 
 using namespace flowlat;
 
@@ -53,7 +56,34 @@ TEST_CASE("a timer that cannot be armed is an error, not a timer that never fire
     }
 }
 
-TEST_CASE("run() returns the error when epoll_wait fails, and EINTR is not one")
+TEST_CASE("a signal that interrupts epoll_wait (EINTR) does not end run()")
+{
+    struct sigaction quiet{};
+    quiet.sa_handler = [](int) {};
+    struct sigaction previous{};
+    REQUIRE(sigaction(SIGUSR2, &quiet, &previous) == 0);
+    auto loop = EventLoop::create();
+    REQUIRE(loop.ok());
+    EventLoop& event_loop = *loop.value();
+    int ticks = 0;
+    REQUIRE(event_loop.every(std::chrono::milliseconds(30), [&] {
+        if (++ticks == 5) event_loop.stop();
+    }).ok());
+    const pthread_t loop_thread = pthread_self();
+    std::thread interrupter([loop_thread] {
+        for (int i = 0; i < 5; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            pthread_kill(loop_thread, SIGUSR2);
+        }
+    });
+    const Status ran = event_loop.run();
+    interrupter.join();
+    sigaction(SIGUSR2, &previous, nullptr);
+    CHECK(ran.ok());
+    CHECK(ticks == 5);
+}
+
+TEST_CASE("run() returns the error when epoll_wait fails")
 {
     const std::set<int> before = eventpoll_fds();
     auto loop = EventLoop::create();
