@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -29,19 +30,28 @@ std::set<int> eventpoll_fds()
     return fds;
 }
 
-} // namespace
-
-TEST_CASE("a timer that fires runs its tick, and stop() ends run() without an error")
+// Runs a new loop whose one timer stops it at the `stop_at`th tick; `during` runs beside it.
+// Returns run()'s Status; *ticks counts the ticks seen.
+Status run_ticks(std::chrono::milliseconds interval, int stop_at, int* ticks, const std::function<void()>& during)
 {
     auto loop = EventLoop::create();
     REQUIRE(loop.ok());
     EventLoop& event_loop = *loop.value();
-    int ticks = 0;
-    REQUIRE(event_loop.every(std::chrono::milliseconds(1), [&] {
-        if (++ticks == 3) event_loop.stop();
+    REQUIRE(event_loop.every(interval, [&] {
+        if (++*ticks == stop_at) event_loop.stop();
     }).ok());
-    const Status ran = event_loop.run();
-    CHECK(ran.ok());
+    std::thread beside(during);
+    Status ran = event_loop.run();
+    beside.join();
+    return ran;
+}
+
+} // namespace
+
+TEST_CASE("a timer that fires runs its tick, and stop() ends run() without an error")
+{
+    int ticks = 0;
+    CHECK(run_ticks(std::chrono::milliseconds(1), 3, &ticks, [] {}).ok());
     CHECK(ticks == 3);
 }
 
@@ -62,22 +72,14 @@ TEST_CASE("a signal that interrupts epoll_wait (EINTR) does not end run()")
     quiet.sa_handler = [](int) {};
     struct sigaction previous{};
     REQUIRE(sigaction(SIGUSR2, &quiet, &previous) == 0);
-    auto loop = EventLoop::create();
-    REQUIRE(loop.ok());
-    EventLoop& event_loop = *loop.value();
     int ticks = 0;
-    REQUIRE(event_loop.every(std::chrono::milliseconds(30), [&] {
-        if (++ticks == 5) event_loop.stop();
-    }).ok());
     const pthread_t loop_thread = pthread_self();
-    std::thread interrupter([loop_thread] {
+    const Status ran = run_ticks(std::chrono::milliseconds(30), 5, &ticks, [loop_thread] {
         for (int i = 0; i < 5; ++i) {
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
             pthread_kill(loop_thread, SIGUSR2);
         }
     });
-    const Status ran = event_loop.run();
-    interrupter.join();
     sigaction(SIGUSR2, &previous, nullptr);
     CHECK(ran.ok());
     CHECK(ticks == 5);
