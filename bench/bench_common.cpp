@@ -1,5 +1,7 @@
 #include "bench_common.hpp"
 
+#include "packet_builder.hpp"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <sys/resource.h>
@@ -15,7 +17,7 @@ namespace flowlat::bench {
 
 namespace {
 
-constexpr std::size_t eth_len = 14, ip_len = 20, tcp_len = 20;
+constexpr std::size_t eth_len = 14, ip_len = 20; // where patch_tcp4 writes
 
 void put16(Frame& f, std::size_t at, std::uint16_t v)
 {
@@ -29,55 +31,20 @@ void put32(Frame& f, std::size_t at, std::uint32_t v)
     put16(f, at + 2, static_cast<std::uint16_t>(v));
 }
 
-void ethernet(Frame& f, std::uint16_t type)
-{
-    const std::uint8_t dst[6] = {0x02, 0, 0, 0, 0, 0x02}, src[6] = {0x02, 0, 0, 0, 0, 0x01};
-    std::memcpy(f.data(), dst, 6);
-    std::memcpy(f.data() + 6, src, 6);
-    put16(f, 12, type);
-}
-
-void ipv4(Frame& f, std::uint8_t protocol, std::uint32_t saddr, std::uint32_t daddr)
-{
-    const std::size_t at = eth_len;
-    f[at] = 0x45;
-    put16(f, at + 2, static_cast<std::uint16_t>(f.size() - eth_len));
-    f[at + 8] = 64;
-    f[at + 9] = protocol;
-    put32(f, at + 12, saddr);
-    put32(f, at + 16, daddr);
-    std::uint32_t sum = 0;
-    for (std::size_t i = 0; i < ip_len; i += 2) sum += static_cast<std::uint32_t>(f[at + i] << 8 | f[at + i + 1]);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    put16(f, at + 10, static_cast<std::uint16_t>(~sum));
-}
-
 } // namespace
 
+// The frames come from the BPF table tests' builder (tests/support/packet_builder.hpp).
 Frame tcp4_frame(const TcpSpec& s)
 {
-    const std::size_t options = s.linux_syn_options ? 20 : 0;
-    Frame f(eth_len + ip_len + tcp_len + options + s.payload, 0);
-    ethernet(f, 0x0800);
-    ipv4(f, 6, s.saddr, s.daddr);
-    const std::size_t t = eth_len + ip_len;
-    put16(f, t, s.sport);
-    put16(f, t + 2, s.dport);
-    put32(f, t + 4, s.seq);
-    put32(f, t + 8, s.ack);
-    f[t + 12] = static_cast<std::uint8_t>((tcp_len + options) / 4 << 4);
-    f[t + 13] = s.flags;
-    put16(f, t + 14, 64240);
-    if (options) {
-        std::size_t o = t + tcp_len;
-        f[o++] = 2, f[o++] = 4, put16(f, o, 1460), o += 2;       // MSS
-        f[o++] = 4, f[o++] = 2;                                 // SACK permitted
-        f[o++] = 8, f[o++] = 10, put32(f, o, s.tsval), o += 4;  // timestamps
-        put32(f, o, s.tsecr), o += 4;
-        f[o++] = 1;                                             // NOP
-        f[o++] = 3, f[o++] = 3, f[o++] = 7;                     // window scale
-    }
-    return f;
+    test::PacketBuilder builder;
+    builder.ip(test::Address::ipv4(s.saddr), test::Address::ipv4(s.daddr))
+        .tcp(s.sport, s.dport)
+        .flags(s.flags)
+        .seq(s.seq)
+        .ack(s.ack)
+        .payload(Frame(s.payload, 0));
+    if (s.linux_syn_options) builder.linux_syn_options(s.tsval, s.tsecr);
+    return builder.build().bytes;
 }
 
 void patch_tcp4(Frame& f, std::uint32_t saddr, std::uint32_t daddr, std::uint16_t sport, std::uint16_t dport,
@@ -95,21 +62,17 @@ void patch_tcp4(Frame& f, std::uint32_t saddr, std::uint32_t daddr, std::uint16_
 Frame udp4_frame(std::uint32_t saddr, std::uint32_t daddr, std::uint16_t sport, std::uint16_t dport,
                  std::size_t payload)
 {
-    Frame f(eth_len + ip_len + 8 + payload, 0);
-    ethernet(f, 0x0800);
-    ipv4(f, 17, saddr, daddr);
-    const std::size_t u = eth_len + ip_len;
-    put16(f, u, sport);
-    put16(f, u + 2, dport);
-    put16(f, u + 4, static_cast<std::uint16_t>(8 + payload));
-    return f;
+    return test::PacketBuilder()
+        .ip(test::Address::ipv4(saddr), test::Address::ipv4(daddr))
+        .udp(sport, dport)
+        .payload(Frame(payload, 0))
+        .build()
+        .bytes;
 }
 
 Frame arp_frame()
 {
-    Frame f(eth_len + 28, 0);
-    ethernet(f, 0x0806);
-    return f;
+    return test::PacketBuilder().ethertype(test::ethertype::arp).payload(Frame(28, 0)).build().bytes;
 }
 
 TestRun test_run(int prog_fd, Frame& frame, std::uint32_t repeat)

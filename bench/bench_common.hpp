@@ -7,10 +7,11 @@
 #include <string_view>
 #include <vector>
 #include "os/clock.hpp"
+#include "packet_builder.hpp"
 
 namespace flowlat::bench {
 
-using Frame = std::vector<std::uint8_t>;
+using Frame = test::Bytes;
 
 // An IPv4 address in 198.18.0.0/15, host order, e.g. v4(198, 18, 0, 1).
 constexpr std::uint32_t v4(unsigned a, unsigned b, unsigned c, unsigned d)
@@ -18,9 +19,7 @@ constexpr std::uint32_t v4(unsigned a, unsigned b, unsigned c, unsigned d)
     return a << 24 | b << 16 | c << 8 | d;
 }
 
-namespace tcp {
-inline constexpr std::uint8_t fin = 0x01, syn = 0x02, rst = 0x04, psh = 0x08, ack = 0x10;
-}
+namespace tcp = test::tcp_flag;
 
 struct TcpSpec {
     std::uint32_t saddr{v4(198, 18, 0, 1)};
@@ -36,6 +35,7 @@ struct TcpSpec {
     std::size_t payload{0};
 };
 
+// Built by the tests' PacketBuilder (tests/support): IPv4 with DF, checksums filled in.
 Frame tcp4_frame(const TcpSpec& spec);
 Frame udp4_frame(std::uint32_t saddr, std::uint32_t daddr, std::uint16_t sport, std::uint16_t dport,
                  std::size_t payload);

@@ -107,113 +107,159 @@ static __always_inline void count(__u32 counter)
 		*value += 1;
 }
 
-/* Returns 0 when the packet is TCP and *pkt is filled; any other value means "leave it". */
-static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *pkt, bool ethernet)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	__u32 off = 0;
-	__be16 proto;
+/*
+ * The verifier accepts a packet access at data + off only after a comparison with data_end,
+ * and it takes that comparison as proof only while the largest value off may hold is below
+ * 64 KiB (MAX_PACKET_OFF). Offsets here come from header fields (IHL, IPv6 extension
+ * lengths), grow in a loop, or come back from struct tcp_packet on the stack, and clang is
+ * free to widen, spill or merge that arithmetic: the verifier may then see no upper bound and
+ * reject the access. Masking every such offset just before it is added to data gives the
+ * bound back, with room below 64 KiB for the header sizes added after it. 0x3fff is larger
+ * than any header chain the probe walks (at most Ethernet, two tags, IPv6 and six extension
+ * headers of up to 2 KiB: 12,350 bytes), so at run time the mask never changes an offset.
+ */
+#define PACKET_OFF_BOUND 0x3fff
 
-	if (ethernet) {
-		if ((void *)(eth + 1) > data_end)
-			return -1;
-		proto = eth->h_proto;
-		off = sizeof(*eth);
-	} else {
+static __always_inline __u32 bounded_off(__u32 off)
+{
+	return off & PACKET_OFF_BOUND;
+}
+
+/* How a header parser ends: go on, leave the packet alone, or leave it and count it. */
+enum parse_result {
+	PARSE_OK = 0,
+	PARSE_SKIP,
+	PARSE_MALFORMED,
+};
+
+/* Where the parsers are in the packet. */
+struct cursor {
+	void *data;
+	void *data_end;
+	__u32 off; /* of the next header from data */
+};
+
+/* Ethernet and up to MAX_VLAN_TAGS in-band tags; *proto is the ethertype of what follows. */
+static __always_inline enum parse_result parse_link(struct __sk_buff *skb, struct cursor *c, bool ethernet,
+						    __be16 *proto)
+{
+	struct ethhdr *eth = c->data;
+
+	if (!ethernet) {
 		/* Raw-IP devices (tun, WireGuard, ip tunnels) have no link header at TC. */
-		proto = (__be16)skb->protocol;
+		*proto = (__be16)skb->protocol;
+		return PARSE_OK;
 	}
+	if ((void *)(eth + 1) > c->data_end)
+		return PARSE_SKIP;
+	*proto = eth->h_proto;
+	c->off = sizeof(*eth);
 
 	/* In-band tags. A tag the kernel already moved into skb metadata is simply absent here. */
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
 		struct vlan_tag *tag;
 
-		if (!ethernet)
+		if (*proto != bpf_htons(ETH_P_8021Q) && *proto != bpf_htons(ETH_P_8021AD))
 			break;
-
-		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
-			break;
-		tag = data + off;
-		if ((void *)(tag + 1) > data_end)
-			goto malformed;
-		proto = tag->encapsulated_proto;
-		off += sizeof(*tag);
+		tag = c->data + c->off;
+		if ((void *)(tag + 1) > c->data_end)
+			return PARSE_MALFORMED;
+		*proto = tag->encapsulated_proto;
+		c->off += sizeof(*tag);
 	}
+	return PARSE_OK;
+}
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = data + off;
-		__u32 ihl_bytes;
+/*
+ * Records the network header at the cursor in pkt->l3; false when the packet ends inside its
+ * first `size` bytes. (A bool, not a pointer that may be NULL: that would cost a test.)
+ */
+static __always_inline bool network_header(const struct cursor *c, struct tcp_packet *pkt, __u32 size,
+					   __u8 family)
+{
+	void *l3 = c->data + c->off;
 
-		if ((void *)(ip + 1) > data_end)
-			goto malformed;
-		if (ip->protocol != IPPROTO_TCP)
-			return -1;
-		/* Only the first fragment carries the TCP header. */
-		if (ip->frag_off & bpf_htons(0x1fff))
-			return -1;
-		ihl_bytes = ip->ihl * 4;
-		if (ihl_bytes < sizeof(*ip))
-			goto malformed;
-		pkt->l3 = ip;
-		pkt->l3_off = off;
-		pkt->family = FLOWLAT_FAMILY_IPV4;
-		pkt->addr_fold = ip->saddr ^ ip->daddr;
-		off += ihl_bytes;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = data + off;
-		__u8 nexthdr;
+	if (l3 + size > c->data_end)
+		return false;
+	pkt->l3 = l3;
+	pkt->l3_off = c->off;
+	pkt->family = family;
+	return true;
+}
 
-		if ((void *)(ip6 + 1) > data_end)
-			goto malformed;
-		nexthdr = ip6->nexthdr;
-		pkt->l3 = ip6;
-		pkt->l3_off = off;
-		pkt->family = FLOWLAT_FAMILY_IPV6;
-		off += sizeof(*ip6);
+static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp_packet *pkt)
+{
+	struct iphdr *ip;
+	__u32 ihl_bytes;
 
-		for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
-			if (nexthdr == IPPROTO_TCP)
-				break;
-			if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
-			    nexthdr == IPPROTO_DSTOPTS) {
-				/* Bounding off keeps the verifier's range of data + off finite. */
-				struct ipv6_opt_hdr *ext = data + (off & 0x3fff);
+	if (!network_header(c, pkt, sizeof(*ip), FLOWLAT_FAMILY_IPV4))
+		return PARSE_MALFORMED;
+	ip = pkt->l3;
+	if (ip->protocol != IPPROTO_TCP)
+		return PARSE_SKIP;
+	/* Only the first fragment carries the TCP header. */
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return PARSE_SKIP;
+	ihl_bytes = ip->ihl * 4;
+	if (ihl_bytes < sizeof(*ip))
+		return PARSE_MALFORMED;
+	pkt->addr_fold = ip->saddr ^ ip->daddr;
+	c->off += ihl_bytes;
+	return PARSE_OK;
+}
 
-				if ((void *)(ext + 1) > data_end)
-					goto malformed;
-				nexthdr = ext->nexthdr;
-				off = (off & 0x3fff) + (ext->hdrlen + 1) * 8;
-			} else if (nexthdr == IPPROTO_FRAGMENT) {
-				struct ipv6_fragment_header *frag = data + (off & 0x3fff);
+/* The fixed header, then up to MAX_IPV6_EXT_HEADERS extension headers until TCP. */
+static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp_packet *pkt)
+{
+	struct ipv6hdr *ip6;
+	__u8 nexthdr;
 
-				if ((void *)(frag + 1) > data_end)
-					goto malformed;
-				if (frag->frag_off & bpf_htons(0xfff8))
-					return -1;
-				nexthdr = frag->nexthdr;
-				off = (off & 0x3fff) + sizeof(*frag);
-			} else {
-				return -1;
-			}
+	if (!network_header(c, pkt, sizeof(*ip6), FLOWLAT_FAMILY_IPV6))
+		return PARSE_MALFORMED;
+	ip6 = pkt->l3;
+	nexthdr = ip6->nexthdr;
+	c->off += sizeof(*ip6);
+
+	for (int i = 0; i < MAX_IPV6_EXT_HEADERS; i++) {
+		if (nexthdr == IPPROTO_TCP)
+			break;
+		if (nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING || nexthdr == IPPROTO_DSTOPTS) {
+			struct ipv6_opt_hdr *ext = c->data + bounded_off(c->off);
+
+			if ((void *)(ext + 1) > c->data_end)
+				return PARSE_MALFORMED;
+			nexthdr = ext->nexthdr;
+			c->off = bounded_off(c->off) + (ext->hdrlen + 1) * 8;
+		} else if (nexthdr == IPPROTO_FRAGMENT) {
+			struct ipv6_fragment_header *frag = c->data + bounded_off(c->off);
+
+			if ((void *)(frag + 1) > c->data_end)
+				return PARSE_MALFORMED;
+			if (frag->frag_off & bpf_htons(0xfff8))
+				return PARSE_SKIP;
+			nexthdr = frag->nexthdr;
+			c->off = bounded_off(c->off) + sizeof(*frag);
+		} else {
+			return PARSE_SKIP;
 		}
-		if (nexthdr != IPPROTO_TCP)
-			return -1;
-		pkt->addr_fold = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
-				 ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3] ^
-				 ip6->daddr.in6_u.u6_addr32[0] ^ ip6->daddr.in6_u.u6_addr32[1] ^
-				 ip6->daddr.in6_u.u6_addr32[2] ^ ip6->daddr.in6_u.u6_addr32[3];
-	} else {
-		return -1;
 	}
+	if (nexthdr != IPPROTO_TCP)
+		return PARSE_SKIP;
+	pkt->addr_fold = ip6->saddr.in6_u.u6_addr32[0] ^ ip6->saddr.in6_u.u6_addr32[1] ^
+			 ip6->saddr.in6_u.u6_addr32[2] ^ ip6->saddr.in6_u.u6_addr32[3] ^
+			 ip6->daddr.in6_u.u6_addr32[0] ^ ip6->daddr.in6_u.u6_addr32[1] ^
+			 ip6->daddr.in6_u.u6_addr32[2] ^ ip6->daddr.in6_u.u6_addr32[3];
+	return PARSE_OK;
+}
 
-	off &= 0x3fff;
-	struct tcphdr *tcp = data + off;
+static __always_inline enum parse_result parse_tcp_header(struct cursor *c, struct tcp_packet *pkt)
+{
+	__u32 off = bounded_off(c->off);
+	struct tcphdr *tcp = c->data + off;
 
-	if ((void *)(tcp + 1) > data_end)
-		goto malformed;
+	if ((void *)(tcp + 1) > c->data_end)
+		return PARSE_MALFORMED;
 	pkt->l4_off = off;
 	pkt->flags = ((__u8 *)tcp)[13];
 	/* Both ports in one load; the unused halves of pkt are dropped by the compiler per program. */
@@ -226,12 +272,35 @@ static __always_inline int parse_tcp(struct __sk_buff *skb, struct tcp_packet *p
 	pkt->dport_be = tcp->dest;
 	pkt->doff_bytes = tcp->doff * 4;
 	if (pkt->doff_bytes < sizeof(*tcp))
-		goto malformed;
-	return 0;
+		return PARSE_MALFORMED;
+	return PARSE_OK;
+}
 
-malformed:
-	count(FLOWLAT_COUNTER_PACKETS_MALFORMED);
-	return -1;
+/* PARSE_OK when the packet is TCP and *pkt is filled; anything else means "leave it". */
+static __always_inline enum parse_result parse_tcp(struct __sk_buff *skb, struct tcp_packet *pkt, bool ethernet)
+{
+	struct cursor c = {
+		.data = (void *)(long)skb->data,
+		.data_end = (void *)(long)skb->data_end,
+		.off = 0,
+	};
+	enum parse_result result;
+	__be16 proto;
+
+	result = parse_link(skb, &c, ethernet, &proto);
+	if (result == PARSE_OK) {
+		if (proto == bpf_htons(ETH_P_IP))
+			result = parse_ipv4(&c, pkt);
+		else if (proto == bpf_htons(ETH_P_IPV6))
+			result = parse_ipv6(&c, pkt);
+		else
+			result = PARSE_SKIP;
+	}
+	if (result == PARSE_OK)
+		result = parse_tcp_header(&c, pkt);
+	if (result == PARSE_MALFORMED)
+		count(FLOWLAT_COUNTER_PACKETS_MALFORMED);
+	return result;
 }
 
 /* Loads seq and ack only for the packets that reach the handshake logic. */
@@ -239,7 +308,7 @@ static __always_inline int load_seq_ack(struct __sk_buff *skb, struct tcp_packet
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct tcphdr *tcp = data + (pkt->l4_off & 0x3fff);
+	struct tcphdr *tcp = data + bounded_off(pkt->l4_off);
 
 	if ((void *)(tcp + 1) > data_end)
 		return -1;
@@ -253,7 +322,7 @@ static __always_inline __u32 tcp_payload_length(struct __sk_buff *skb, const str
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 l3_off = pkt->l3_off & 0x3fff;
+	__u32 l3_off = bounded_off(pkt->l3_off);
 	__u32 ip_end;
 
 	if (pkt->family == FLOWLAT_FAMILY_IPV4) {
@@ -352,7 +421,7 @@ static __always_inline int read_timestamps(struct __sk_buff *skb, const struct t
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u8 *opts = data + (pkt->l4_off & 0x3fff) + sizeof(struct tcphdr);
+	__u8 *opts = data + bounded_off(pkt->l4_off) + sizeof(struct tcphdr);
 	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
 
 	/* len <= 40 (doff is 4 bits); the second bound is the one the verifier uses. */

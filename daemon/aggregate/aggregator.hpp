@@ -100,6 +100,7 @@ private:
     labels::LabelPolicy policy_;
     std::vector<std::uint16_t> group_ids_;   // policy group index -> interned group id
     std::vector<std::string> group_names_;   // interned group id -> name, append-only
+    std::unordered_map<std::string, std::uint16_t> group_index_; // name -> interned group id
     std::vector<double> bounds_;
     std::vector<std::uint64_t> bounds_ns_;
     std::size_t max_series_;

@@ -5,22 +5,6 @@
 
 namespace flowlat::labels {
 
-namespace {
-
-std::uint8_t family_bits(Family family) { return family == Family::ipv4 ? 32 : 128; }
-
-bool prefix_matches(const IpAddress& masked, std::uint8_t length, const IpAddress& address)
-{
-    const std::size_t full = length / 8u;
-    if (std::memcmp(masked.data(), address.data(), full) != 0) return false;
-    const unsigned rest = length % 8u;
-    if (rest == 0) return true;
-    const auto mask = static_cast<std::uint8_t>(0xffu << (8u - rest));
-    return (address[full] & mask) == masked[full];
-}
-
-} // namespace
-
 std::size_t SeriesKeyHash::operator()(const SeriesKey& key) const noexcept
 {
     // Four 64-bit words, each mixed in with a multiply-xorshift step (from splitmix64).
@@ -76,17 +60,6 @@ std::unordered_map<std::uint32_t, std::string> InterfaceNames::copy() const
     return names_;
 }
 
-IpAddress mask_address(Family family, const IpAddress& address, std::uint8_t length)
-{
-    length = std::min(length, family_bits(family));
-    IpAddress masked{};
-    const std::size_t full = length / 8u;
-    std::memcpy(masked.data(), address.data(), full);
-    const unsigned rest = length % 8u;
-    if (rest != 0) masked[full] = static_cast<std::uint8_t>(address[full] & (0xffu << (8u - rest)));
-    return masked;
-}
-
 std::string peer_label(const SeriesKey& key, const std::vector<std::string>& group_names)
 {
     switch (key.peer_kind) {
@@ -122,8 +95,7 @@ LabelPolicy::LabelPolicy(const config::Config& config) : folding_(config.peer_fo
         group_names_.push_back(group.name);
         for (const auto& cidr : group.cidrs) {
             const auto length = std::min(cidr.length, family_bits(cidr.family));
-            group_prefixes_.push_back(
-                GroupPrefix{cidr.family, length, id, mask_address(cidr.family, cidr.address, length)});
+            group_prefixes_.push_back(GroupPrefix{Prefix{cidr.family, cidr.address, length}.masked(), id});
         }
     }
     for (std::size_t port = 0; port < labelled_ports_.size(); ++port)
@@ -145,7 +117,7 @@ SeriesKey LabelPolicy::classify(const HandshakeEvent& event) const
     }
 
     for (const auto& prefix : group_prefixes_) {
-        if (prefix.family == event.family && prefix_matches(prefix.address, prefix.length, event.peer)) {
+        if (prefix.prefix.contains(event.family, event.peer)) {
             key.peer_kind = PeerKind::group;
             key.group = prefix.group;
             return key;

@@ -4,6 +4,7 @@
 
 #include "config/config.hpp"
 #include "flow/handshake_event.hpp"
+#include "flow/prefix.hpp"
 
 #include <bitset>
 #include <cstddef>
@@ -92,9 +93,6 @@ private:
     std::uint32_t next_retired_key_{kFirstRetiredKey};
 };
 
-// Masks `address` to its first `length` bits (length is clamped to the family's width).
-IpAddress mask_address(Family family, const IpAddress& address, std::uint8_t length);
-
 // Peer label text: group name, "a.b.c.d" for /32, full IPv6 for /128, else "net/len",
 // "other" for the overflow series. `group_names` is indexed by SeriesKey::group.
 std::string peer_label(const SeriesKey& key, const std::vector<std::string>& group_names);
@@ -114,10 +112,8 @@ public:
 
 private:
     struct GroupPrefix {
-        Family family;
-        std::uint8_t length;
+        Prefix prefix; // masked
         std::uint16_t group;
-        IpAddress address; // masked
     };
 
     std::vector<GroupPrefix> group_prefixes_; // configuration order: first match wins

@@ -1,6 +1,7 @@
 #include "app/cli.hpp"
 
 #include "config/duration.hpp"
+#include "os/logging.hpp"
 
 #include <array>
 
@@ -37,13 +38,6 @@ Error bad(std::string message)
 
 } // namespace
 
-bool valid_log_level(std::string_view level)
-{
-    for (std::string_view known : {"trace", "debug", "info", "warn", "error", "critical", "off"})
-        if (level == known) return true;
-    return false;
-}
-
 Result<Options> parse_arguments(std::span<const std::string_view> arguments)
 {
     Options options;
@@ -72,8 +66,11 @@ Result<Options> parse_arguments(std::span<const std::string_view> arguments)
         case Flag::config_check: options.config_check = true; break;
         case Flag::listen_address: options.listen_addresses.push_back(*value); break;
         case Flag::log_level:
-            if (!valid_log_level(*value))
-                return bad("--log.level: '" + *value + "' is not one of trace, debug, info, warn, error, critical, off");
+            if (!logging::is_level(*value)) {
+                std::string levels;
+                for (const auto level : logging::level_names) levels += (levels.empty() ? "" : ", ") + std::string(level);
+                return bad("--log.level: '" + *value + "' is not one of " + levels);
+            }
             options.log_level = *value;
             break;
         case Flag::interface: options.interfaces.push_back(*value); break;

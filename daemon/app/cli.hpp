@@ -30,8 +30,6 @@ struct Options {
 // Errors name the flag at fault; main prints them and exits 2.
 Result<Options> parse_arguments(std::span<const std::string_view> arguments);
 
-bool valid_log_level(std::string_view level);
-
 std::string usage();
 
 } // namespace flowlat::cli

@@ -1,4 +1,5 @@
 #include "app/daemon_mode.hpp"
+#include "app/config_reloader.hpp"
 #include "os/clock.hpp"
 
 #include "os/abstract_lock.hpp"
@@ -16,7 +17,6 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <cstdio>
 #include <ctime>
@@ -35,12 +35,6 @@
 namespace flowlat {
 
 namespace {
-
-bool file_exists(std::string_view path)
-{
-    struct stat info{};
-    return ::stat(std::string(path).c_str(), &info) == 0;
-}
 
 double unix_now_seconds()
 {
@@ -75,7 +69,8 @@ private:
     Status start_timers();
     void reconcile_interfaces();
     void check_attachments();
-    void reload();
+    void reload_requested();
+    void apply_reload(EffectiveConfig loaded, bool another_follows);
     Status start_http(const std::vector<std::string>& addresses);
     void refresh_status();
     void write_metrics(const http::BodyWriter& write);
@@ -92,6 +87,7 @@ private:
     mutable std::shared_mutex topology_mutex_;
     UniqueFd instance_lock_; // one daemon per network namespace: "@flowlatd/daemon"
     std::unique_ptr<EventLoop> loop_;
+    std::unique_ptr<ConfigReloader> reloader_; // after loop_: its worker ends before the loop goes
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
@@ -123,7 +119,7 @@ int Daemon::run()
     Status signals = loop_->on_signals(signal_policy::handled_signals(), [this](int signal) {
         using signal_policy::Action;
         switch (signal_policy::action_for(signal_policy::Mode::daemon, signal)) {
-        case Action::reload: reload(); return;
+        case Action::reload: reload_requested(); return;
         case Action::stop:
             spdlog::info("received {}, shutting down", signal_policy::signal_name(signal));
             loop_->stop();
@@ -138,6 +134,15 @@ int Daemon::run()
         startup::report(startup::cannot(signals.error()));
         return 2;
     }
+    // After on_signals: the worker inherits the mask, so SIGHUP always reaches the signalfd.
+    auto reloader = ConfigReloader::start(
+        *loop_, [options = options_] { return load_effective_config(options); },
+        [this](EffectiveConfig loaded, bool another_follows) { apply_reload(std::move(loaded), another_follows); });
+    if (!reloader) {
+        startup::report(startup::cannot(reloader.error()));
+        return 2;
+    }
+    reloader_ = std::move(reloader).value();
 
     // Two daemons in one network namespace would count every handshake twice and fight over
     // the listener; the second refuses at once (a --print beside the daemon is fine).
@@ -197,6 +202,7 @@ int Daemon::run()
     const Status ran = loop_->run();
 
     systemd::stopping();
+    reloader_.reset(); // waits for a reload in progress, whose result is dropped
     session_->flush();
     session_->detach_all();
     http_.reset();
@@ -292,26 +298,35 @@ Status Daemon::start_http(const std::vector<std::string>& addresses)
     return Ok{};
 }
 
-void Daemon::reload()
+// On SIGHUP: the file is read and validated on the reloader's thread; apply_reload() swaps it
+// in on this one. RELOADING=1 now, READY=1 once no reload is left to run.
+void Daemon::reload_requested()
 {
     systemd::reloading();
-    spdlog::info("SIGHUP: reloading the configuration");
-    auto fail = [this](const std::string& why) {
+    if (reloader_->request())
+        spdlog::info("SIGHUP: reloading the configuration");
+    else
+        spdlog::info("SIGHUP: a reload is in progress; the configuration is read again after it");
+}
+
+void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
+{
+    auto fail = [&](const std::string& why) {
         spdlog::error("reload failed, the previous configuration stays in effect: {}", why);
         {
             std::lock_guard lock(status_mutex_);
             reload_ok_ = false;
         }
-        systemd::ready(status_line());
+        if (!another_follows) systemd::ready(status_line());
     };
     // Without --config.file, a missing default file means the embedded default at start-up. Once
     // the daemon runs on that file, its disappearance (a package upgrade in progress, config
     // management) must not silently move the listener and the probes to the embedded default.
-    if (!options_.config_file && config_.source == cli::default_config_file && !file_exists(cli::default_config_file)) {
+    if (!options_.config_file && config_.source == cli::default_config_file && loaded.config &&
+        loaded.config->source != cli::default_config_file) {
         fail(std::string(cli::default_config_file) + " no longer exists (restart flowlatd to run on the embedded default)");
         return;
     }
-    EffectiveConfig loaded = load_effective_config(options_);
     if (!loaded.config) {
         for (const auto& diagnostic : loaded.diagnostics) spdlog::error("{}", diagnostic.to_string());
         fail(std::to_string(loaded.diagnostics.size()) + " configuration error(s)");
@@ -351,7 +366,7 @@ void Daemon::reload()
         reload_success_timestamp_ = unix_now_seconds();
     }
     spdlog::info("configuration reloaded from {}", config_.source);
-    systemd::ready(status_line());
+    if (!another_follows) systemd::ready(status_line());
 }
 
 void Daemon::refresh_status()
@@ -429,28 +444,6 @@ std::string Daemon::status_line() const
 }
 
 } // namespace
-
-EffectiveConfig load_effective_config(const cli::Options& options)
-{
-    config::ParseResult parsed;
-    if (options.config_file) {
-        parsed = config::load_config_file(*options.config_file);
-    } else if (file_exists(cli::default_config_file)) {
-        parsed = config::load_config_file(std::string(cli::default_config_file));
-    } else {
-        parsed.config = config::embedded_default();
-    }
-    if (!parsed.config) return {std::nullopt, std::move(parsed.diagnostics)};
-
-    config::Config effective = std::move(*parsed.config);
-    if (!options.interfaces.empty()) effective.interfaces = options.interfaces;
-    if (!options.listen_addresses.empty()) effective.listen_addresses = options.listen_addresses;
-    if (options.log_level) effective.log_level = *options.log_level;
-    if (options.handshake_timeout) effective.handshake_timeout = *options.handshake_timeout;
-    auto diagnostics = config::validate(effective);
-    if (!diagnostics.empty()) return {std::nullopt, std::move(diagnostics)};
-    return {std::move(effective), {}};
-}
 
 int run_config_check(const cli::Options& options)
 {

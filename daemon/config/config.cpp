@@ -1,33 +1,28 @@
-// Strict YAML parsing and validation of flowlatd's configuration.
-//
-// Two passes. The parser walks the YAML tree and turns each value into its field's type,
-// reporting unknown and duplicate keys, wrong types and values that do not fit; it records
-// the position of every key path it sees. validate() then checks the meaning of the whole
-// Config (ranges, order, overlaps, address syntax) and the parser maps each of its
-// diagnostics back to a position. A Config built from flags goes through the same
-// validate(), so the rules live in one place.
+// flowlatd's configuration: defaults and validate(), the rules every Config obeys whether it
+// came from a file (yaml_parser.cpp), from the embedded default or from command-line flags.
+// Every check is O(n log n) or better in the size of the file: a reload of a large file
+// must stay short (docs/configuration.md, "Limits").
 #include "config/config.hpp"
 
+#include "config/detail.hpp"
 #include "config/duration.hpp"
-
-#include <yaml-cpp/yaml.h>
+#include "os/logging.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
-#include <initializer_list>
+#include <functional>
 #include <limits>
+#include <tuple>
 #include <map>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -36,26 +31,23 @@ namespace flowlat::config {
 namespace {
 
 constexpr std::string_view kEmbeddedSource = "<embedded default>";
-constexpr std::size_t kMaxFileBytes = 1u << 20;
 constexpr std::size_t kMaxBuckets = 64;
 // Bucket bounds are kept in whole nanoseconds; a handshake cannot last longer than the
 // longest handshake_timeout, so a bound past an hour could never be reached.
 constexpr double kMinBucketSeconds = 1e-6;
 constexpr double kMaxBucketSeconds = 3600;
-// Each series holds two histograms; a million of them is already gigabytes of exposition.
-constexpr long long kMaxSeries = 1'000'000;
 constexpr std::chrono::hours kMaxSeriesTtl{24 * 366};
-constexpr long long kMaxFlowTableSize = 1LL << 24;
 constexpr std::uint64_t kMinRingBufferSize = 4096; // raised to the page size when larger
-constexpr std::uint64_t kMaxRingBufferSize = 1ULL << 30;
 constexpr std::chrono::milliseconds kMinHandshakeTimeout{100};
 constexpr std::chrono::milliseconds kMaxHandshakeTimeout{10 * 60 * 1000};
 constexpr std::size_t kMaxInterfaceName = 15; // IFNAMSIZ - 1
-constexpr std::array<std::string_view, 7> kLogLevels{"trace", "debug",    "info", "warn",
-                                                     "error", "critical", "off"};
+
+} // namespace
 
 // ---------------------------------------------------------------------------------------
-// Small text helpers
+// Small text helpers, shared with the parser
+
+namespace detail {
 
 std::string quote(std::string_view text)
 {
@@ -103,7 +95,6 @@ std::optional<double> parse_number(std::string_view text)
     return value;
 }
 
-// "must be between 1 and 10, got 0", or "must be at least 1, got 0" when max is empty.
 std::optional<std::string> check_range(long long value, long long min, std::optional<long long> max)
 {
     if (value >= min && (!max || value <= *max)) return std::nullopt;
@@ -111,6 +102,12 @@ std::optional<std::string> check_range(long long value, long long min, std::opti
     return "must be between " + std::to_string(min) + " and " + std::to_string(*max) + ", got " +
            std::to_string(value);
 }
+
+} // namespace detail
+
+namespace {
+
+using namespace detail;
 
 std::string format_size(std::uint64_t bytes)
 {
@@ -131,28 +128,9 @@ std::uint64_t ring_buffer_minimum()
 // ---------------------------------------------------------------------------------------
 // Addresses
 
-std::uint8_t family_bits(Family family)
-{
-    return family == Family::ipv4 ? 32 : 128;
-}
+} // namespace
 
-Cidr masked(Cidr cidr)
-{
-    for (std::size_t i = 0; i < cidr.address.size(); ++i) {
-        const int keep = std::clamp(static_cast<int>(cidr.length) - static_cast<int>(i) * 8, 0, 8);
-        cidr.address[i] = static_cast<std::uint8_t>(cidr.address[i] & (0xff00u >> keep));
-    }
-    return cidr;
-}
-
-bool overlaps(const Cidr& a, const Cidr& b)
-{
-    return a.contains(b.family, b.address) || b.contains(a.family, a.address);
-}
-
-// Like parse_cidr() but keeps host bits (so validate() can point at them) and says why
-// the text is not a prefix.
-std::variant<Cidr, std::string> parse_cidr_keeping_host_bits(std::string_view text)
+std::variant<Cidr, std::string> detail::parse_cidr_keeping_host_bits(std::string_view text)
 {
     const auto slash = text.find('/');
     if (slash == std::string_view::npos) {
@@ -181,6 +159,8 @@ std::variant<Cidr, std::string> parse_cidr_keeping_host_bits(std::string_view te
     return cidr;
 }
 
+namespace {
+
 std::optional<std::string> check_hostname(std::string_view host)
 {
     if (host.size() > 253) return "host name is longer than 253 characters";
@@ -200,53 +180,31 @@ std::optional<std::string> check_hostname(std::string_view host)
     return std::nullopt;
 }
 
-std::optional<std::string> check_port_text(std::string_view port)
+std::optional<std::uint16_t> parse_port(std::string_view port)
 {
     const auto value = parse_integer(port);
     const bool digits_only = !port.empty() && std::all_of(port.begin(), port.end(), [](char c) {
         return c >= '0' && c <= '9';
     });
-    if (!value || !digits_only || *value > 65535) return "port " + quote(port) + " is not in 0-65535";
-    return std::nullopt;
+    if (!value || !digits_only || *value > 65535) return std::nullopt;
+    return static_cast<std::uint16_t>(*value);
 }
 
-// HOST:PORT where HOST is empty (every address), an IPv4 literal, [IPv6] or a host name.
+std::string bad_port(std::string_view port)
+{
+    return "port " + quote(port) + " is not in 0-65535";
+}
+
 std::optional<std::string> check_listen_address(std::string_view text)
 {
-    const std::string hint = " (expected HOST:PORT such as :10435 or 127.0.0.1:10435)";
-    if (text.empty()) return "must not be empty" + hint;
-    if (text.front() == '[') {
-        const auto close = text.find(']');
-        if (close == std::string_view::npos) return "missing \"]\" in " + quote(text) + hint;
-        const std::string host(text.substr(1, close - 1));
-        std::array<std::uint8_t, 16> buffer{};
-        if (inet_pton(AF_INET6, host.c_str(), buffer.data()) != 1)
-            return quote(host) + " is not an IPv6 address" + hint;
-        if (close + 1 >= text.size() || text[close + 1] != ':') return "missing port in " + quote(text) + hint;
-        if (auto problem = check_port_text(text.substr(close + 2))) return problem;
-        // Well-formed, but Debian 12's civetweb is built without IPv6: fail here, at
-        // --config.check and before a reload, not when the listener is opened.
+    auto parsed = parse_listen_address(text);
+    if (auto* problem = std::get_if<std::string>(&parsed)) return std::move(*problem);
+    // Well-formed, but Debian 12's civetweb is built without IPv6: fail here, at
+    // --config.check and before a reload, not when the listener is opened.
+    if (std::get<ListenAddress>(parsed).ipv6)
         return quote(text) + ": IPv6 listen addresses are not supported by this build (its civetweb has "
                              "no IPv6); use an IPv4 address or a host name";
-    }
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return "missing port in " + quote(text) + hint;
-    const std::string host(text.substr(0, colon));
-    if (host.find(':') != std::string::npos)
-        return "an IPv6 address needs brackets, e.g. [" + host + "]:" + std::string(text.substr(colon + 1));
-    if (!host.empty()) {
-        const bool numeric = std::all_of(host.begin(), host.end(), [](char c) {
-            return (c >= '0' && c <= '9') || c == '.';
-        });
-        if (numeric) {
-            std::array<std::uint8_t, 4> buffer{};
-            if (inet_pton(AF_INET, host.c_str(), buffer.data()) != 1)
-                return quote(host) + " is not an IPv4 address";
-        } else if (auto problem = check_hostname(host)) {
-            return problem;
-        }
-    }
-    return check_port_text(text.substr(colon + 1));
+    return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,12 +243,18 @@ std::optional<std::string> check_group_name(std::string_view name)
 
 std::optional<std::string> check_log_level(std::string_view level)
 {
-    if (std::find(kLogLevels.begin(), kLogLevels.end(), level) != kLogLevels.end()) return std::nullopt;
-    return "unknown log level " + quote(level) +
-           " (expected trace, debug, info, warn, error, critical or off)";
+    if (logging::is_level(level)) return std::nullopt;
+    std::string expected;
+    for (std::size_t i = 0; i < logging::level_names.size(); ++i) {
+        if (i > 0) expected += i + 1 == logging::level_names.size() ? " or " : ", ";
+        expected += logging::level_names[i];
+    }
+    return "unknown log level " + quote(level) + " (expected " + expected + ")";
 }
 
-std::optional<std::string> check_ring_buffer_size(std::uint64_t bytes)
+} // namespace
+
+std::optional<std::string> detail::check_ring_buffer_size(std::uint64_t bytes)
 {
     const std::uint64_t minimum = ring_buffer_minimum();
     if (bytes < minimum)
@@ -301,463 +265,153 @@ std::optional<std::string> check_ring_buffer_size(std::uint64_t bytes)
     return std::nullopt;
 }
 
-// ---------------------------------------------------------------------------------------
-// The YAML walker
+namespace {
 
-struct Item {
-    std::string path;    // "peer_groups.db[1]"
-    YAML::Node node;     // the value
-    YAML::Mark mark;     // where to point: the value, or its key when the value is empty
-    YAML::Mark key_mark; // the key (or the value itself for list items)
-};
-
-std::string describe(const YAML::Node& node)
-{
-    switch (node.Type()) {
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Scalar:
-        if (node.Tag() == "!") return "the quoted string " + quote(node.Scalar());
-        if (node.Tag() != "?") return "a value tagged " + node.Tag();
-        return quote(node.Scalar());
-    default: return "nothing";
-    }
-}
-
-class Parser {
-public:
-    explicit Parser(std::string file) : file_(std::move(file)) {}
-
-    void parse(const YAML::Node& root, Config& config);
-    void add_validation(const std::vector<Diagnostic>& problems);
-    std::vector<Diagnostic> take_diagnostics();
-
-private:
-    void error(const YAML::Mark& mark, const std::string& path, std::string message);
-    void error(const Item& item, std::string message) { error(item.mark, item.path, std::move(message)); }
-
-    std::vector<Item> entries(const Item& map, std::initializer_list<std::string_view> known);
-    std::optional<std::vector<Item>> list(const Item& item, bool scalar_is_list);
-    bool scalar(const Item& item, std::string_view expected);
-    bool plain_scalar(const Item& item, std::string_view expected);
-    std::optional<std::string> string(const Item& item);
-    std::optional<long long> integer(const Item& item, long long min, std::optional<long long> max);
-    std::optional<double> number(const Item& item);
-    std::optional<bool> boolean(const Item& item);
-    std::optional<std::chrono::milliseconds> duration(const Item& item);
-    std::optional<std::uint64_t> size(const Item& item);
-
-    void parse_strings(const Item& item, std::vector<std::string>& out);
-    void parse_web(const Item& item, Config& config);
-    void parse_log(const Item& item, Config& config);
-    void parse_buckets(const Item& item, Config& config);
-    void parse_peer_groups(const Item& item, Config& config);
-    void parse_peer_prefix(const Item& item, Config& config);
-    void parse_ports(const Item& item, Config& config);
-
-    std::string file_;
-    std::vector<Diagnostic> diagnostics_;
-    std::map<std::string, YAML::Mark> marks_; // key path -> where validate() problems point
-    bool ephemeral_range_set_{false};          // else it comes from the kernel
-};
-
-void Parser::error(const YAML::Mark& mark, const std::string& path, std::string message)
-{
-    Diagnostic d;
-    d.file = file_;
-    if (!mark.is_null()) {
-        d.line = mark.line + 1;
-        d.column = mark.column + 1;
-    }
-    d.key = path;
-    d.message = std::move(message);
-    diagnostics_.push_back(std::move(d));
-}
-
-// Levenshtein distance, for "did you mean".
-std::size_t edit_distance(std::string_view a, std::string_view b)
-{
-    std::vector<std::size_t> row(b.size() + 1);
-    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        std::size_t diagonal = row[0];
-        row[0] = i;
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t above = row[j];
-            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-            diagonal = above;
-        }
-    }
-    return row[b.size()];
-}
-
-std::string unknown_key_message(std::string_view key, std::initializer_list<std::string_view> known)
-{
-    for (const auto candidate : known)
-        if (edit_distance(key, candidate) <= std::max<std::size_t>(1, candidate.size() / 3)) return "unknown key (did you mean " + quote(candidate) + "?)";
-    std::string list;
-    for (const auto candidate : known) list += (list.empty() ? "" : ", ") + std::string(candidate);
-    return "unknown key (expected one of: " + list + ")";
-}
-
-// The entries of a mapping whose keys are in `known` (every key when `known` is empty), in
-// file order. Reports a value that is not a mapping, unknown keys and duplicate keys.
-std::vector<Item> Parser::entries(const Item& map, std::initializer_list<std::string_view> known)
-{
-    std::vector<Item> out;
-    if (map.node.IsNull()) return out; // "section:" with everything commented out
-    if (!map.node.IsMap()) {
-        error(map, "expected a mapping, got " + describe(map.node));
-        return out;
-    }
-    std::map<std::string, YAML::Mark> seen;
-    for (const auto& pair : map.node) {
-        const YAML::Node key = pair.first;
-        const YAML::Mark key_mark = key.Mark();
-        if (!key.IsScalar()) {
-            error(key_mark, map.path, "keys must be strings, got " + describe(key));
-            continue;
-        }
-        const std::string name = key.Scalar();
-        const std::string path = join_path(map.path, name);
-        if (known.size() != 0 && std::find(known.begin(), known.end(), name) == known.end()) {
-            error(key_mark, path, unknown_key_message(name, known));
-            continue;
-        }
-        if (const auto first = seen.find(name); first != seen.end()) {
-            error(key_mark, path, "duplicate key (first set at line " + std::to_string(first->second.line + 1) + ")");
-            continue;
-        }
-        seen.emplace(name, key_mark);
-        const YAML::Node value = pair.second;
-        const YAML::Mark mark = value.IsNull() ? key_mark : value.Mark(); // a null's mark is the next token
-        marks_[path] = mark;
-        out.push_back(Item{path, value, mark, key_mark});
-    }
-    return out;
-}
-
-// The items of a list; nullopt when the value is empty (keep the default) or not a list.
-std::optional<std::vector<Item>> Parser::list(const Item& item, bool scalar_is_list)
-{
-    if (item.node.IsNull()) return std::nullopt;
-    std::vector<Item> out;
-    if (item.node.IsScalar() && scalar_is_list) {
-        const std::string path = index_path(item.path, 0);
-        marks_[path] = item.mark;
-        out.push_back(Item{path, item.node, item.mark, item.mark});
-        return out;
-    }
-    if (!item.node.IsSequence()) {
-        error(item, "expected a list, got " + describe(item.node));
-        return std::nullopt;
-    }
-    std::size_t index = 0;
-    for (const auto& element : item.node) {
-        const std::string path = index_path(item.path, index++);
-        const YAML::Mark mark = element.IsNull() ? item.mark : element.Mark();
-        marks_[path] = mark;
-        out.push_back(Item{path, element, mark, mark});
-    }
-    return out;
-}
-
-bool Parser::scalar(const Item& item, std::string_view expected)
-{
-    if (item.node.IsScalar()) return true;
-    if (item.node.IsNull())
-        error(item, "missing value (leave the key out to use the default)");
-    else
-        error(item, "expected " + std::string(expected) + ", got " + describe(item.node));
-    return false;
-}
-
-// Numbers and booleans must be plain: a quoted "2000" is a string in YAML.
-bool Parser::plain_scalar(const Item& item, std::string_view expected)
-{
-    if (!scalar(item, expected)) return false;
-    if (item.node.Tag() == "?") return true;
-    error(item, "expected " + std::string(expected) + ", got " + describe(item.node));
-    return false;
-}
-
-std::optional<std::string> Parser::string(const Item& item)
-{
-    if (!scalar(item, "a string")) return std::nullopt;
-    return item.node.Scalar();
-}
-
-std::optional<long long> Parser::integer(const Item& item, long long min, std::optional<long long> max)
-{
-    if (!plain_scalar(item, "an integer")) return std::nullopt;
-    const auto value = parse_integer(item.node.Scalar());
-    if (!value) {
-        error(item, "expected an integer, got " + describe(item.node));
-        return std::nullopt;
-    }
-    if (auto problem = check_range(*value, min, max)) {
-        error(item, *problem);
-        return std::nullopt;
-    }
-    return value;
-}
-
-std::optional<double> Parser::number(const Item& item)
-{
-    if (!plain_scalar(item, "a number")) return std::nullopt;
-    const auto value = parse_number(item.node.Scalar());
-    if (!value) error(item, "expected a number, got " + describe(item.node));
-    return value;
-}
-
-std::optional<bool> Parser::boolean(const Item& item)
-{
-    if (!plain_scalar(item, "true or false")) return std::nullopt;
-    const std::string& text = item.node.Scalar();
-    if (text == "true" || text == "True" || text == "TRUE") return true;
-    if (text == "false" || text == "False" || text == "FALSE") return false;
-    error(item, "expected true or false, got " + describe(item.node));
-    return std::nullopt;
-}
-
-std::optional<std::chrono::milliseconds> Parser::duration(const Item& item)
-{
-    const std::string_view expected = "a duration such as 500ms, 10s or 1h30m";
-    if (!scalar(item, expected)) return std::nullopt;
-    const auto value = parse_duration(item.node.Scalar());
-    if (!value) error(item, "expected " + std::string(expected) + ", got " + describe(item.node));
-    return value;
-}
-
-std::optional<std::uint64_t> Parser::size(const Item& item)
-{
-    const std::string_view expected = "a size in bytes such as 4096 or 4MiB";
-    if (!scalar(item, expected)) return std::nullopt;
-    const auto value = parse_size(item.node.Scalar());
-    if (!value) error(item, "expected " + std::string(expected) + ", got " + describe(item.node));
-    return value;
-}
-
-// A list of strings, or a single string. Stored only when every item is a string, so that
-// validate()'s indices match the file.
-void Parser::parse_strings(const Item& item, std::vector<std::string>& out)
-{
-    const auto items = list(item, true);
-    if (!items) return;
-    std::vector<std::string> values;
-    bool ok = true;
-    for (const auto& element : *items) {
-        if (auto text = string(element))
-            values.push_back(std::move(*text));
-        else
-            ok = false;
-    }
-    if (ok) out = std::move(values);
-}
-
-void Parser::parse_web(const Item& item, Config& config)
-{
-    for (const auto& entry : entries(item, {"listen_addresses"}))
-        parse_strings(entry, config.listen_addresses);
-}
-
-void Parser::parse_log(const Item& item, Config& config)
-{
-    for (const auto& entry : entries(item, {"level"}))
-        if (auto level = string(entry)) config.log_level = std::move(*level);
-}
-
-void Parser::parse_buckets(const Item& item, Config& config)
-{
-    const auto items = list(item, false);
-    if (!items) return;
-    std::vector<double> values;
-    bool ok = true;
-    for (const auto& element : *items) {
-        if (auto value = number(element))
-            values.push_back(*value);
-        else
-            ok = false;
-    }
-    if (ok) config.buckets = std::move(values);
-}
-
-void Parser::parse_peer_groups(const Item& item, Config& config)
-{
-    for (const auto& entry : entries(item, {})) {
-        marks_[entry.path] = entry.key_mark; // problems with the group point at its name
-        PeerGroup group;
-        group.name = entry.path.substr(item.path.size() + 1);
-        bool ok = true;
-        if (entry.node.IsNull()) {
-            // No CIDRs at all: validate() says so.
-        } else if (const auto items = list(entry, false)) {
-            for (const auto& element : *items) {
-                const auto text = string(element);
-                if (!text) {
-                    ok = false;
-                    continue;
-                }
-                auto parsed = parse_cidr_keeping_host_bits(*text);
-                if (auto* message = std::get_if<std::string>(&parsed)) {
-                    error(element, *message);
-                    ok = false;
-                } else {
-                    group.cidrs.push_back(std::get<Cidr>(parsed));
-                }
-            }
-        } else {
-            ok = false;
-        }
-        if (ok) config.peer_groups.push_back(std::move(group));
-    }
-}
-
-void Parser::parse_peer_prefix(const Item& item, Config& config)
-{
-    for (const auto& direction : entries(item, {"outbound", "inbound"})) {
-        const bool outbound = direction.path.ends_with(".outbound");
-        for (const auto& family : entries(direction, {"ipv4", "ipv6"})) {
-            const bool ipv4 = family.path.ends_with(".ipv4");
-            const auto length = integer(family, 0, ipv4 ? 32 : 128);
-            if (!length) continue;
-            const auto value = static_cast<std::uint8_t>(*length);
-            auto& field = outbound ? (ipv4 ? config.peer_folding.outbound_ipv4 : config.peer_folding.outbound_ipv6)
-                                   : (ipv4 ? config.peer_folding.inbound_ipv4 : config.peer_folding.inbound_ipv6);
-            field = value;
-        }
-    }
-}
-
-void Parser::parse_ports(const Item& item, Config& config)
-{
-    for (const auto& entry : entries(item, {"include", "outside_ephemeral", "ephemeral_range"})) {
-        if (entry.path.ends_with(".include")) {
-            const auto items = list(entry, false);
-            if (!items) continue;
-            std::vector<std::uint16_t> ports;
-            bool ok = true;
-            for (const auto& element : *items) {
-                if (const auto port = integer(element, 1, 65535))
-                    ports.push_back(static_cast<std::uint16_t>(*port));
-                else
-                    ok = false;
-            }
-            if (ok) config.ports.include = std::move(ports);
-        } else if (entry.path.ends_with(".outside_ephemeral")) {
-            if (const auto value = boolean(entry)) config.ports.all_outside_ephemeral = *value;
-        } else {
-            const auto items = list(entry, false);
-            if (!items) continue;
-            if (items->size() != 2) {
-                error(entry, "expected [LOW, HIGH], got " + std::to_string(items->size()) + " items");
-                continue;
-            }
-            const auto low = integer((*items)[0], 1, 65535);
-            const auto high = integer((*items)[1], 1, 65535);
-            if (!low || !high) continue;
-            config.ports.ephemeral_low = static_cast<std::uint16_t>(*low);
-            config.ports.ephemeral_high = static_cast<std::uint16_t>(*high);
-            ephemeral_range_set_ = true;
-        }
-    }
-}
-
-void Parser::parse(const YAML::Node& root, Config& config)
-{
-    const Item top{"", root, root.Mark(), root.Mark()};
-    if (!root.IsNull() && !root.IsMap()) {
-        error(top, "expected a mapping of configuration keys, got " + describe(root));
-        return;
-    }
-    for (const auto& entry : entries(top, {"interfaces", "web", "log", "buckets", "peer_groups",
-                                           "peer_prefix", "ports", "max_series", "series_ttl",
-                                           "handshake_timeout", "flow_table_size", "ring_buffer_size"})) {
-        const std::string& key = entry.path;
-        if (key == "interfaces") {
-            parse_strings(entry, config.interfaces);
-        } else if (key == "web") {
-            parse_web(entry, config);
-        } else if (key == "log") {
-            parse_log(entry, config);
-        } else if (key == "buckets") {
-            parse_buckets(entry, config);
-        } else if (key == "peer_groups") {
-            parse_peer_groups(entry, config);
-        } else if (key == "peer_prefix") {
-            parse_peer_prefix(entry, config);
-        } else if (key == "ports") {
-            parse_ports(entry, config);
-        } else if (key == "max_series") {
-            if (const auto value = integer(entry, 1, kMaxSeries))
-                config.max_series = static_cast<std::size_t>(*value);
-        } else if (key == "series_ttl") {
-            if (const auto value = duration(entry)) {
-                if (value->count() % 1000 != 0)
-                    error(entry, "must be a whole number of seconds, got " + format_duration(*value));
-                else
-                    config.series_ttl = std::chrono::duration_cast<std::chrono::seconds>(*value);
-            }
-        } else if (key == "handshake_timeout") {
-            if (const auto value = duration(entry)) config.handshake_timeout = *value;
-        } else if (key == "flow_table_size") {
-            if (const auto value = integer(entry, 1, kMaxFlowTableSize))
-                config.flow_table_size = static_cast<std::uint32_t>(*value);
-        } else if (key == "ring_buffer_size") {
-            if (const auto value = size(entry)) {
-                // Too large for the field: validate() cannot see it, so say so here.
-                if (*value > kMaxRingBufferSize)
-                    error(entry, *check_ring_buffer_size(*value));
-                else
-                    config.ring_buffer_size = static_cast<std::uint32_t>(*value);
-            }
-        }
-    }
-    if (!ephemeral_range_set_) {
-        const PortRange range = system_ephemeral_range();
-        config.ports.ephemeral_low = range.low;
-        config.ports.ephemeral_high = range.high;
-    }
-}
-
-// Gives each validate() problem the position of its key path, or of the nearest parent
-// path that the file contains.
-void Parser::add_validation(const std::vector<Diagnostic>& problems)
-{
-    for (const auto& problem : problems) {
-        std::string path = problem.key;
-        auto found = marks_.find(path);
-        while (found == marks_.end() && !path.empty()) {
-            const auto cut = path.find_last_of(".[");
-            path = cut == std::string::npos ? std::string() : path.substr(0, cut);
-            found = marks_.find(path);
-        }
-        error(found == marks_.end() ? YAML::Mark::null_mark() : found->second, problem.key, problem.message);
-    }
-}
-
-std::vector<Diagnostic> Parser::take_diagnostics()
-{
-    std::stable_sort(diagnostics_.begin(), diagnostics_.end(), [](const Diagnostic& a, const Diagnostic& b) {
-        return std::pair(a.line, a.column) < std::pair(b.line, b.column);
-    });
-    return std::move(diagnostics_);
-}
-
+// Each value's own problem, else "duplicate of" its first earlier copy.
 template <typename T, typename Check>
 void check_list(std::vector<Diagnostic>& out, const std::string& source, const std::string& path,
                 const std::vector<T>& values, Check check)
 {
+    std::map<T, std::size_t> first; // value -> index of its first copy
     for (std::size_t i = 0; i < values.size(); ++i) {
         if (auto problem = check(values[i])) {
             out.push_back(Diagnostic{source, 0, 0, index_path(path, i), *problem});
             continue;
         }
-        for (std::size_t j = 0; j < i; ++j) {
-            if (values[j] == values[i]) {
-                out.push_back(Diagnostic{source, 0, 0, index_path(path, i),
-                                         "duplicate of " + index_path(path, j)});
-                break;
+        const auto [copy, inserted] = first.emplace(values[i], i);
+        if (!inserted)
+            out.push_back(Diagnostic{source, 0, 0, index_path(path, i), "duplicate of " + index_path(path, copy->second)});
+    }
+}
+
+// Every peer-group CIDR, sorted, so that each one finds the first CIDR of an earlier group
+// that overlaps it in O(log n) per prefix length in use, not by a scan of every earlier group.
+// Sorted by (family, address, length), the CIDRs inside a prefix P directly follow P's
+// address, up to P's last address; the CIDRs that contain P are P masked to each shorter
+// length. A segment tree gives the first in configuration order within such a range.
+class OverlapIndex {
+public:
+    struct Position {
+        std::size_t group;
+        std::size_t item;
+    };
+
+    explicit OverlapIndex(const std::vector<PeerGroup>& groups)
+    {
+        for (std::size_t g = 0; g < groups.size(); ++g) {
+            for (std::size_t i = 0; i < groups[g].cidrs.size(); ++i) {
+                const Cidr& cidr = groups[g].cidrs[i];
+                if (cidr.length > family_bits(cidr.family)) continue; // reported, contains nothing
+                sorted_.push_back(Entry{cidr.masked(), order_of(g, i)});
+                lengths_[family_slot(cidr.family)].push_back(cidr.length);
+            }
+        }
+        std::sort(sorted_.begin(), sorted_.end(),
+                  [](const Entry& a, const Entry& b) { return std::tie(a.prefix, a.order) < std::tie(b.prefix, b.order); });
+        for (auto& lengths : lengths_) {
+            std::sort(lengths.begin(), lengths.end());
+            lengths.erase(std::unique(lengths.begin(), lengths.end()), lengths.end());
+        }
+        tree_.assign(2 * sorted_.size(), kNone);
+        for (std::size_t i = 0; i < sorted_.size(); ++i) tree_[sorted_.size() + i] = sorted_[i].order;
+        for (std::size_t i = sorted_.size(); i-- > 1;) tree_[i] = std::min(tree_[2 * i], tree_[2 * i + 1]);
+    }
+
+    // The first CIDR in configuration order, of a group before `group`, that overlaps
+    // `cidr` (which has no host bits set).
+    std::optional<Position> first_earlier_overlap(const Cidr& cidr, std::size_t group) const
+    {
+        const std::uint8_t bits = family_bits(cidr.family);
+        // Inside: from cidr's first address to its last (every host bit set).
+        Cidr last = cidr;
+        for (std::uint8_t bit = cidr.length; bit < bits; ++bit)
+            last.address[bit / 8u] = static_cast<std::uint8_t>(last.address[bit / 8u] | (0x80u >> (bit % 8u)));
+        last.length = 255;
+        const auto begin = std::lower_bound(sorted_.begin(), sorted_.end(), Cidr{cidr.family, cidr.address, 0}, before);
+        const auto end = std::upper_bound(begin, sorted_.end(), last, after);
+        std::uint64_t best = first_in(begin, end);
+        // Containing: cidr masked to each shorter length that some CIDR has.
+        for (const std::uint8_t length : lengths_[family_slot(cidr.family)]) {
+            if (length >= cidr.length) break;
+            const Cidr outer = Cidr{cidr.family, cidr.address, length}.masked();
+            const auto from = std::lower_bound(sorted_.begin(), sorted_.end(), outer, before);
+            const auto to = std::upper_bound(from, sorted_.end(), outer, after);
+            best = std::min(best, first_in(from, to));
+        }
+        if (best == kNone || (best >> 32) >= group) return std::nullopt;
+        return Position{static_cast<std::size_t>(best >> 32), static_cast<std::size_t>(best & 0xffffffffu)};
+    }
+
+private:
+    struct Entry {
+        Cidr prefix; // masked
+        std::uint64_t order; // group << 32 | item: configuration order
+    };
+    static constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
+
+    static std::uint64_t order_of(std::size_t group, std::size_t item) { return std::uint64_t{group} << 32 | item; }
+    static std::size_t family_slot(Family family) { return family == Family::ipv4 ? 0 : 1; }
+    static bool before(const Entry& entry, const Cidr& prefix) { return entry.prefix < prefix; }
+    static bool after(const Cidr& prefix, const Entry& entry) { return prefix < entry.prefix; }
+
+    // The smallest order in [begin, end).
+    std::uint64_t first_in(std::vector<Entry>::const_iterator begin, std::vector<Entry>::const_iterator end) const
+    {
+        std::uint64_t best = kNone;
+        std::size_t low = static_cast<std::size_t>(begin - sorted_.begin()) + sorted_.size();
+        std::size_t high = static_cast<std::size_t>(end - sorted_.begin()) + sorted_.size();
+        for (; low < high; low /= 2, high /= 2) {
+            if (low & 1u) best = std::min(best, tree_[low++]);
+            if (high & 1u) best = std::min(best, tree_[--high]);
+        }
+        return best;
+    }
+
+    std::vector<Entry> sorted_;
+    std::vector<std::uint64_t> tree_; // tree_[n + i] = sorted_[i].order; tree_[i] = min of its two children
+    std::array<std::vector<std::uint8_t>, 2> lengths_; // the lengths in use, per family, ascending
+};
+
+void check_peer_groups(const Config& config, const std::function<void(std::string, std::string)>& add)
+{
+    std::size_t total = 0;
+    for (const auto& group : config.peer_groups) total += group.cidrs.size();
+    if (total > kMaxPeerCidrs) {
+        // Checked before anything else, so that no check ever runs on more.
+        add("peer_groups", "list " + std::to_string(total) + " CIDRs in total, at most " +
+                               std::to_string(kMaxPeerCidrs) + " are allowed");
+        return;
+    }
+    const OverlapIndex index(config.peer_groups);
+    std::unordered_map<std::string_view, std::size_t> names; // name -> groups with it so far
+    for (std::size_t g = 0; g < config.peer_groups.size(); ++g) {
+        const PeerGroup& group = config.peer_groups[g];
+        const std::string path = join_path("peer_groups", group.name);
+        if (auto problem = check_group_name(group.name)) add(path, *problem);
+        // Once per earlier group of the same name.
+        for (std::size_t copies = names[group.name]++; copies > 0; --copies) add(path, "duplicate peer group name");
+        if (group.cidrs.empty()) add(path, "must list at least one CIDR");
+        std::map<Cidr, std::size_t> first; // CIDR -> index of its first copy in this group
+        for (std::size_t i = 0; i < group.cidrs.size(); ++i) {
+            const Cidr& cidr = group.cidrs[i];
+            const std::string item = index_path(path, i);
+            if (cidr.length > family_bits(cidr.family)) {
+                add(item, "prefix length " + std::to_string(cidr.length) + " is too long");
+                continue;
+            }
+            if (cidr.masked() != cidr) {
+                add(item, cidr.to_string() + " has host bits set (did you mean " + cidr.masked().to_string() + "?)");
+                continue;
+            }
+            if (const auto [copy, inserted] = first.emplace(cidr, i); !inserted) {
+                add(item, "duplicate of " + index_path(path, copy->second));
+                continue;
+            }
+            if (const auto earlier = index.first_earlier_overlap(cidr, g)) {
+                const PeerGroup& other = config.peer_groups[earlier->group];
+                add(item, cidr.to_string() + " overlaps " + other.cidrs[earlier->item].to_string() + " (" +
+                              index_path(join_path("peer_groups", other.name), earlier->item) +
+                              "); a peer can belong to only one group");
             }
         }
     }
@@ -768,22 +422,52 @@ void check_list(std::vector<Diagnostic>& out, const std::string& source, const s
 // ---------------------------------------------------------------------------------------
 // Public functions
 
-bool Cidr::contains(Family f, const IpAddress& a) const
+std::variant<ListenAddress, std::string> parse_listen_address(std::string_view text)
 {
-    if (f != family || length > family_bits(family)) return false;
-    Cidr probe{family, a, length};
-    return masked(probe).address == masked(*this).address;
-}
-
-std::string Cidr::to_string() const
-{
-    return format_address(family, address) + "/" + std::to_string(length);
+    const std::string hint = " (expected HOST:PORT such as :10435 or 127.0.0.1:10435)";
+    if (text.empty()) return "must not be empty" + hint;
+    ListenAddress out;
+    if (text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) return "missing \"]\" in " + quote(text) + hint;
+        out.host = std::string(text.substr(1, close - 1));
+        out.ipv6 = true;
+        std::array<std::uint8_t, 16> buffer{};
+        if (inet_pton(AF_INET6, out.host.c_str(), buffer.data()) != 1)
+            return quote(out.host) + " is not an IPv6 address" + hint;
+        if (close + 1 >= text.size() || text[close + 1] != ':') return "missing port in " + quote(text) + hint;
+        const auto port = parse_port(text.substr(close + 2));
+        if (!port) return bad_port(text.substr(close + 2));
+        out.port = *port;
+        return out;
+    }
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "missing port in " + quote(text) + hint;
+    out.host = std::string(text.substr(0, colon));
+    if (out.host.find(':') != std::string::npos)
+        return "an IPv6 address needs brackets, e.g. [" + out.host + "]:" + std::string(text.substr(colon + 1));
+    if (!out.host.empty()) {
+        const bool numeric = std::all_of(out.host.begin(), out.host.end(), [](char c) {
+            return (c >= '0' && c <= '9') || c == '.';
+        });
+        if (numeric) {
+            std::array<std::uint8_t, 4> buffer{};
+            if (inet_pton(AF_INET, out.host.c_str(), buffer.data()) != 1)
+                return quote(out.host) + " is not an IPv4 address";
+        } else if (auto problem = check_hostname(out.host)) {
+            return std::move(*problem);
+        }
+    }
+    const auto port = parse_port(text.substr(colon + 1));
+    if (!port) return bad_port(text.substr(colon + 1));
+    out.port = *port;
+    return out;
 }
 
 std::optional<Cidr> parse_cidr(std::string_view text)
 {
     auto parsed = parse_cidr_keeping_host_bits(text);
-    if (auto* cidr = std::get_if<Cidr>(&parsed)) return masked(*cidr);
+    if (auto* cidr = std::get_if<Cidr>(&parsed)) return cidr->masked();
     return std::nullopt;
 }
 
@@ -888,44 +572,7 @@ std::vector<Diagnostic> validate(const Config& config)
         }
     }
 
-    for (std::size_t g = 0; g < config.peer_groups.size(); ++g) {
-        const PeerGroup& group = config.peer_groups[g];
-        const std::string path = join_path("peer_groups", group.name);
-        if (auto problem = check_group_name(group.name)) add(path, *problem);
-        for (std::size_t e = 0; e < g; ++e)
-            if (config.peer_groups[e].name == group.name) add(path, "duplicate peer group name");
-        if (group.cidrs.empty()) add(path, "must list at least one CIDR");
-        for (std::size_t i = 0; i < group.cidrs.size(); ++i) {
-            const Cidr& cidr = group.cidrs[i];
-            const std::string item = index_path(path, i);
-            if (cidr.length > family_bits(cidr.family)) {
-                add(item, "prefix length " + std::to_string(cidr.length) + " is too long");
-                continue;
-            }
-            if (masked(cidr) != cidr) {
-                add(item, cidr.to_string() + " has host bits set (did you mean " + masked(cidr).to_string() + "?)");
-                continue;
-            }
-            bool reported = false;
-            for (std::size_t j = 0; j < i && !reported; ++j) {
-                if (group.cidrs[j] == cidr) {
-                    add(item, "duplicate of " + index_path(path, j));
-                    reported = true;
-                }
-            }
-            for (std::size_t other = 0; other < g && !reported; ++other) {
-                const PeerGroup& earlier = config.peer_groups[other];
-                for (std::size_t j = 0; j < earlier.cidrs.size() && !reported; ++j) {
-                    if (overlaps(cidr, earlier.cidrs[j])) {
-                        add(item, cidr.to_string() + " overlaps " + earlier.cidrs[j].to_string() + " (" +
-                                      index_path(join_path("peer_groups", earlier.name), j) +
-                                      "); a peer can belong to only one group");
-                        reported = true;
-                    }
-                }
-            }
-        }
-    }
+    check_peer_groups(config, add);
 
     const PeerFolding& folding = config.peer_folding;
     const std::pair<const char*, std::pair<std::uint8_t, int>> prefixes[] = {
@@ -960,64 +607,5 @@ std::vector<Diagnostic> validate(const Config& config)
     return out;
 }
 
-ParseResult parse_config_text(const std::string& text, const std::string& file_name)
-{
-    Config config;
-    config.source = file_name;
-    config.buckets = default_buckets();
-    Parser parser(file_name);
-    try {
-        const std::vector<YAML::Node> documents = YAML::LoadAll(text);
-        if (!documents.empty()) parser.parse(documents.front(), config);
-        if (documents.size() > 1) {
-            Diagnostic d{file_name, documents[1].Mark().line + 1, documents[1].Mark().column + 1, "",
-                         "only one YAML document is allowed"};
-            if (documents[1].Mark().is_null()) d.line = d.column = 0;
-            ParseResult result;
-            result.diagnostics = parser.take_diagnostics();
-            result.diagnostics.push_back(std::move(d));
-            return result;
-        }
-    } catch (const YAML::Exception& e) {
-        ParseResult result;
-        Diagnostic d{file_name, 0, 0, "", "invalid YAML: " + e.msg};
-        if (!e.mark.is_null()) {
-            d.line = e.mark.line + 1;
-            d.column = e.mark.column + 1;
-        }
-        result.diagnostics.push_back(std::move(d));
-        return result;
-    }
-    parser.add_validation(validate(config));
-    ParseResult result;
-    result.diagnostics = parser.take_diagnostics();
-    if (result.diagnostics.empty()) result.config = std::move(config);
-    return result;
-}
-
-ParseResult load_config_file(const std::string& path)
-{
-    auto failure = [&](std::string message) {
-        ParseResult result;
-        result.diagnostics.push_back(Diagnostic{path, 0, 0, "", std::move(message)});
-        return result;
-    };
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return failure(std::string("cannot read: ") + std::strerror(errno));
-    std::string text;
-    char buffer[8192];
-    int read_errno = 0;
-    while (text.size() <= kMaxFileBytes) {
-        const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) read_errno = errno;
-        if (n <= 0) break;
-        text.append(buffer, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    if (read_errno != 0) return failure(std::string("cannot read: ") + std::strerror(read_errno));
-    if (text.size() > kMaxFileBytes) return failure("cannot read: larger than 1MiB");
-    return parse_config_text(text, path);
-}
 
 } // namespace flowlat::config

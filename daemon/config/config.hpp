@@ -1,34 +1,48 @@
-// flowlatd's configuration as plain structs, plus strict YAML parsing and validation.
-// Parsing is implemented in config.cpp; the structs are the contract for every other module.
+// flowlatd's configuration as plain structs, plus validation. The structs are the contract
+// for every other module; the YAML file is read by config/yaml_parser.hpp.
 #pragma once
 
 #include "flowlat.h" // the probe's default bounds
 #include "flow/handshake_event.hpp"
+#include "flow/prefix.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 namespace flowlat::config {
 
-// An address prefix such as 10.0.0.0/8 or fd00::/8. `address` is masked to `length` bits.
-struct Cidr {
-    Family family{Family::ipv4};
-    IpAddress address{};
-    std::uint8_t length{0};
+// Bounds that keep reading and checking any file short (docs/configuration.md, "Limits"):
+// a reload is parsed off the event loop, but a huge or endless input must still end.
+// Only regular files up to this size are read.
+inline constexpr std::size_t kMaxConfigFileBytes = 4u << 20;
+// The CIDRs of all peer groups together, counted after YAML alias expansion: 1,000 groups
+// that each alias one 1,000-CIDR list are a million CIDRs in a 27 KB file.
+inline constexpr std::size_t kMaxPeerCidrs = 100'000;
 
-    bool contains(Family f, const IpAddress& a) const;
-    std::string to_string() const; // "10.0.0.0/8"
-    friend bool operator==(const Cidr&, const Cidr&) = default;
-};
+// An address prefix such as 10.0.0.0/8 or fd00::/8. `address` is masked to `length` bits
+// (validate() reports a CIDR whose host bits are set).
+using Cidr = Prefix;
 
 // Parses "10.1.2.3/24" or "fd00::/8" (host bits are cleared); nullopt on error.
 // The prefix length is required. An IPv4 prefix never contains an IPv6 address, not even
 // an IPv4-mapped one: contains() compares the family first.
 std::optional<Cidr> parse_cidr(std::string_view text);
+
+// A listen address, HOST:PORT: an empty host (every address), an IPv4 literal, a host name,
+// or [IPv6].
+struct ListenAddress {
+    std::string host; // without the brackets of an IPv6 literal
+    std::uint16_t port{0};
+    bool ipv6{false};
+};
+
+// The address, or why `text` is not one ("missing port in ...").
+std::variant<ListenAddress, std::string> parse_listen_address(std::string_view text);
 
 struct PeerGroup {
     std::string name;
@@ -104,12 +118,6 @@ struct ParseResult {
     std::optional<Config> config; // set only when diagnostics is empty
     std::vector<Diagnostic> diagnostics;
 };
-
-// Both collect every problem in the file, sorted by position, rather than stopping at the
-// first. Keys that are absent (or sections and lists left empty, `key:`) keep their
-// defaults; the ephemeral range defaults to system_ephemeral_range().
-ParseResult parse_config_text(const std::string& text, const std::string& file_name);
-ParseResult load_config_file(const std::string& path);
 
 // Checks a Config that did not come from a file, or was changed after parsing (command-line
 // flags override file keys): call it after applying overrides. Diagnostics carry

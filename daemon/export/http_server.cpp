@@ -1,5 +1,6 @@
 #include "export/http_server.hpp"
 
+#include "config/config.hpp"
 #include "os/unique_fd.hpp"
 
 #include <CivetServer.h>
@@ -69,55 +70,64 @@ std::string html_escape(std::string_view text)
     return out;
 }
 
-Result<std::string> listening_port(const std::string& address)
+// One listener as civetweb binds it: an IPv4 literal (empty: every address) and a port.
+struct Listener {
+    std::string host;
+    std::uint16_t port{0};
+
+    std::string civetweb() const { return host.empty() ? std::to_string(port) : host + ":" + std::to_string(port); }
+};
+
+// The address as parsed by the config (which validated it), with a host name resolved.
+Result<Listener> listener_for(const std::string& address)
 {
-    if (address.find('[') != std::string::npos || std::count(address.begin(), address.end(), ':') > 1)
+    auto parsed = config::parse_listen_address(address);
+    if (auto* problem = std::get_if<std::string>(&parsed)) return Error{"listen address '" + address + "': " + *problem, 0};
+    const config::ListenAddress& listen = std::get<config::ListenAddress>(parsed);
+    if (listen.ipv6)
         return Error{"listen address '" + address +
                          "': IPv6 is not supported (this civetweb build has no IPv6); use an IPv4 address",
                      0};
-    const auto colon = address.rfind(':');
-    const std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-    const std::string port = colon == std::string::npos ? address : address.substr(colon + 1);
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
-        return Error{"listen address '" + address + "': port must be a number from 0 to 65535", 0};
-    if (host.empty()) return std::to_string(value);
+    Listener listener{listen.host, listen.port};
     in_addr ipv4{};
-    if (inet_pton(AF_INET, host.c_str(), &ipv4) == 1) return host + ":" + std::to_string(value);
+    if (listen.host.empty() || inet_pton(AF_INET, listen.host.c_str(), &ipv4) == 1) return listener;
     // civetweb binds literals only: resolve a host name to its first IPv4 address.
-    const bool name_ok = std::all_of(host.begin(), host.end(), [](unsigned char c) {
-        return std::isalnum(c) || c == '-' || c == '.';
-    });
-    if (!name_ok)
-        return Error{"listen address '" + address + "': host must be an IPv4 address or a host name", 0};
     addrinfo hints{};
     hints.ai_family = AF_INET;
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* found = nullptr;
-    const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    const int rc = getaddrinfo(listen.host.c_str(), nullptr, &hints, &found);
     if (rc != 0 || found == nullptr)
-        return Error{"listen address '" + address + "': cannot resolve '" + host + "' to an IPv4 address: " +
+        return Error{"listen address '" + address + "': cannot resolve '" + listen.host + "' to an IPv4 address: " +
                          gai_strerror(rc),
                      0};
     char text[INET_ADDRSTRLEN] = {};
     inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(found->ai_addr)->sin_addr, text, sizeof(text));
     freeaddrinfo(found);
-    return std::string(text) + ":" + std::to_string(value);
+    listener.host = text;
+    return listener;
+}
+
+Result<std::vector<Listener>> listeners_for(const std::vector<std::string>& addresses)
+{
+    if (addresses.empty()) return Error{"no listen address", 0};
+    std::vector<Listener> listeners;
+    for (const auto& address : addresses) {
+        auto listener = listener_for(address);
+        if (!listener) return listener.error();
+        listeners.push_back(std::move(listener).value());
+    }
+    return listeners;
 }
 
 } // namespace
 
 Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses)
 {
-    if (addresses.empty()) return Error{"no listen address", 0};
+    auto listeners = listeners_for(addresses);
+    if (!listeners) return listeners.error();
     std::string ports;
-    for (const auto& address : addresses) {
-        auto port = listening_port(address);
-        if (!port) return port.error();
-        if (!ports.empty()) ports += ',';
-        ports += port.value();
-    }
+    for (const auto& listener : listeners.value()) ports += (ports.empty() ? "" : ",") + listener.civetweb();
     return ports;
 }
 
@@ -318,8 +328,10 @@ struct HttpServer::Impl : public CivetHandler {
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 {
-    auto ports = civetweb_listening_ports(options.listen_addresses);
-    if (!ports) return ports.error();
+    auto listeners = listeners_for(options.listen_addresses);
+    if (!listeners) return listeners.error();
+    std::string ports;
+    for (const auto& listener : listeners.value()) ports += (ports.empty() ? "" : ",") + listener.civetweb();
     if (options.num_threads < 1) return Error{"http server: num_threads must be at least 1", 0};
 
     std::string joined;
@@ -328,7 +340,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
     const std::vector<std::string> civet_options = {
-        "listening_ports", ports.value(),
+        "listening_ports", ports,
         "num_threads", std::to_string(impl->options.num_threads),
         "request_timeout_ms", "10000",
         "enable_keep_alive", "yes",
@@ -351,18 +363,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     const int n = mg_get_server_ports(impl->server->getContext(), static_cast<int>(bound.size()), bound.data());
     for (int i = 0; i < n; ++i) impl->ports.push_back(static_cast<std::uint16_t>(bound[static_cast<std::size_t>(i)].port));
     // civetweb reports ports in the order of listening_ports; a wildcard is reached on loopback.
-    std::string_view rest = ports.value();
     for (std::size_t i = 0; i < impl->ports.size(); ++i) {
-        const auto comma = std::min(rest.find(','), rest.size());
-        const std::string_view entry = rest.substr(0, comma);
-        rest.remove_prefix(std::min(comma + 1, rest.size()));
-        const auto colon = entry.rfind(':');
         in_addr host{htonl(INADDR_LOOPBACK)};
-        if (colon != std::string_view::npos) {
-            const std::string literal(entry.substr(0, colon));
-            in_addr parsed{};
-            if (inet_pton(AF_INET, literal.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) host = parsed;
-        }
+        in_addr parsed{};
+        const std::string literal = i < listeners.value().size() ? listeners.value()[i].host : "";
+        if (inet_pton(AF_INET, literal.c_str(), &parsed) == 1 && parsed.s_addr != htonl(INADDR_ANY)) host = parsed;
         impl->wake_hosts.push_back(host);
     }
     for (std::size_t i = 0; i < impl->ports.size(); ++i)

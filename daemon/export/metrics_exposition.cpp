@@ -1,27 +1,17 @@
 #include "export/metrics_exposition.hpp"
-
-#include <prometheus/client_metric.h>
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
+#include "export/metric_writer.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <numeric>
-#include <sstream>
 #include <string_view>
 
 namespace flowlat::exposition {
 
 namespace {
-
-enum class Type { counter, gauge, histogram };
-
-struct Label {
-    std::string_view name;
-    std::string_view value;
-};
 
 // One exported label set: the snapshot series that render to it (normally exactly one).
 struct Row {
@@ -69,73 +59,9 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
     return rows;
 }
 
-// ---- Writers. Both take the same calls; a family's header is written with its first sample,
-// so a family without samples does not appear.
-
-// The reference: prometheus-cpp's MetricFamily model and TextSerializer.
-class FamilyWriter {
-public:
-    void family(std::string_view name, std::string_view help, Type type)
-    {
-        prometheus::MetricFamily f;
-        f.name = name;
-        f.help = help;
-        f.type = type == Type::counter   ? prometheus::MetricType::Counter
-                 : type == Type::gauge   ? prometheus::MetricType::Gauge
-                                         : prometheus::MetricType::Histogram;
-        families_.push_back(std::move(f));
-    }
-
-    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v)
-    {
-        auto& m = families_.back().metric.emplace_back();
-        m.label = to_labels(labels, more);
-        if (families_.back().type == prometheus::MetricType::Counter) {
-            m.counter.value = v;
-        } else {
-            m.gauge.value = v;
-        }
-    }
-
-    void histogram(std::span<const Label> labels, const std::vector<double>& bounds,
-                   const std::vector<std::uint64_t>& counts, std::uint64_t count, double sum)
-    {
-        auto& m = families_.back().metric.emplace_back();
-        m.label = to_labels({}, labels);
-        m.histogram.sample_count = count;
-        m.histogram.sample_sum = sum;
-        std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b < counts.size(); ++b) {
-            cumulative += counts[b];
-            m.histogram.bucket.push_back(
-                {cumulative, b < bounds.size() ? bounds[b] : std::numeric_limits<double>::infinity()});
-        }
-    }
-
-    std::string finish()
-    {
-        std::erase_if(families_, [](const prometheus::MetricFamily& f) { return f.metric.empty(); });
-        std::ostringstream out;
-        prometheus::TextSerializer{}.Serialize(out, families_);
-        return std::move(out).str();
-    }
-
-private:
-    static std::vector<prometheus::ClientMetric::Label> to_labels(std::initializer_list<Label> first,
-                                                                  std::span<const Label> more)
-    {
-        std::vector<prometheus::ClientMetric::Label> out;
-        for (const auto& l : more) out.push_back({std::string(l.name), std::string(l.value)});
-        for (const auto& l : first) out.push_back({std::string(l.name), std::string(l.value)});
-        return out;
-    }
-
-    std::vector<prometheus::MetricFamily> families_;
-};
-
 // The fast path: text written straight into one string. Numbers are formatted as
 // TextSerializer formats them (%.16g, "+Inf"), so both writers produce the same bytes.
-class TextWriter {
+class TextWriter final : public MetricWriter {
 public:
     explicit TextWriter(std::size_t reserve) { out_.reserve(reserve); }
     // Streaming: whenever `piece_bytes` have gathered, they go to `write` and the buffer is reused.
@@ -145,7 +71,7 @@ public:
         out_.reserve(piece_bytes + 64 * 1024);
     }
 
-    void family(std::string_view name, std::string_view help, Type type)
+    void family(std::string_view name, std::string_view help, MetricType type) override
     {
         name_ = name;
         help_ = help;
@@ -153,7 +79,7 @@ public:
         header_written_ = false;
     }
 
-    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v)
+    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v) override
     {
         header();
         out_ += name_;
@@ -172,7 +98,7 @@ public:
     }
 
     void histogram(std::span<const Label> labels, const std::vector<double>& bounds,
-                   const std::vector<std::uint64_t>& counts, std::uint64_t count, double sum)
+                   const std::vector<std::uint64_t>& counts, std::uint64_t count, double sum) override
     {
         header();
         label_text_.clear();
@@ -234,18 +160,10 @@ private:
         out_ += "# HELP ";
         out_ += name_;
         out_ += ' ';
-        for (char c : help_) {
-            if (c == '\\') {
-                out_ += "\\\\";
-            } else if (c == '\n') {
-                out_ += "\\n";
-            } else {
-                out_ += c;
-            }
-        }
+        append_escaped(out_, help_, false);
         out_ += "\n# TYPE ";
         out_ += name_;
-        out_ += type_ == Type::counter ? " counter\n" : type_ == Type::gauge ? " gauge\n" : " histogram\n";
+        out_ += type_ == MetricType::counter ? " counter\n" : type_ == MetricType::gauge ? " gauge\n" : " histogram\n";
     }
 
     void cache_le(const std::vector<double>& bounds)
@@ -265,18 +183,24 @@ private:
         out += ',';
         out += label.name;
         out += "=\"";
-        for (char c : label.value) {
+        append_escaped(out, label.value, true);
+        out += '"';
+    }
+
+    // The format's escapes: backslash and newline in HELP text, and '"' too in label values.
+    static void append_escaped(std::string& out, std::string_view text, bool quote)
+    {
+        for (char c : text) {
             if (c == '\\') {
                 out += "\\\\";
-            } else if (c == '"') {
-                out += "\\\"";
             } else if (c == '\n') {
                 out += "\\n";
+            } else if (quote && c == '"') {
+                out += "\\\"";
             } else {
                 out += c;
             }
         }
-        out += '"';
     }
 
     static void append_uint(std::string& out, std::uint64_t v)
@@ -306,14 +230,14 @@ private:
     std::size_t piece_bytes_{0};
     std::string_view name_;
     std::string_view help_;
-    Type type_{Type::gauge};
+    MetricType type_{MetricType::gauge};
     bool header_written_{false};
     std::string label_text_;
     std::vector<double> le_source_;
     std::vector<std::string> le_;
 };
 
-// ---- What is exported, written once for both writers.
+// ---- What is exported. The same calls serve every MetricWriter (see metric_writer.hpp).
 
 std::array<Label, 5> series_labels(const labels::LabelValues& v)
 {
@@ -326,31 +250,45 @@ std::array<Label, 5> series_labels(const labels::LabelValues& v)
 
 double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
-template <typename Writer>
-void write_series(Writer& w, const aggregation::Snapshot& snap, const std::vector<Row>& rows)
+// A histogram family over the rows: where its buckets, count and sum are kept.
+struct Histogram {
+    std::string_view name;
+    std::string_view help;
+    std::vector<std::uint64_t> Row::*buckets;
+    std::uint64_t aggregation::SeriesCounters::*count;
+    std::uint64_t aggregation::SeriesCounters::*sum_ns;
+};
+
+constexpr Histogram kRtt{
+    "flowlat_handshake_rtt_seconds",
+    "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), only when "
+    "unambiguous (Karn's rule).",
+    &Row::rtt, &aggregation::SeriesCounters::rtt_count, &aggregation::SeriesCounters::rtt_sum_ns};
+constexpr Histogram kDuration{
+    "flowlat_handshake_duration_seconds",
+    "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our SYN-ACK "
+    "(inbound), completed handshakes only; includes retransmission delays.",
+    &Row::duration, &aggregation::SeriesCounters::duration_count, &aggregation::SeriesCounters::duration_sum_ns};
+
+// Rows with no observation in this histogram are left out of it.
+void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Snapshot& snap,
+                     const std::vector<Row>& rows)
 {
-    w.family("flowlat_handshake_rtt_seconds",
-             "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), "
-             "only when unambiguous (Karn's rule).",
-             Type::histogram);
+    w.family(h.name, h.help, MetricType::histogram);
     for (const auto& row : rows) {
-        if (row.counters.rtt_count == 0) continue;
+        const std::uint64_t count = row.counters.*h.count;
+        if (count == 0) continue;
         const auto labels = series_labels(row.labels);
-        w.histogram(labels, snap.bounds, row.rtt, row.counters.rtt_count, seconds(row.counters.rtt_sum_ns));
+        w.histogram(labels, snap.bounds, row.*h.buckets, count, seconds(row.counters.*h.sum_ns));
     }
+}
 
-    w.family("flowlat_handshake_duration_seconds",
-             "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our "
-             "SYN-ACK (inbound), completed handshakes only; includes retransmission delays.",
-             Type::histogram);
-    for (const auto& row : rows) {
-        if (row.counters.duration_count == 0) continue;
-        const auto labels = series_labels(row.labels);
-        w.histogram(labels, snap.bounds, row.duration, row.counters.duration_count,
-                    seconds(row.counters.duration_sum_ns));
-    }
+void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std::vector<Row>& rows)
+{
+    write_histogram(w, kRtt, snap, rows);
+    write_histogram(w, kDuration, snap, rows);
 
-    w.family("flowlat_handshakes_total", "TCP handshakes observed, by outcome.", Type::counter);
+    w.family("flowlat_handshakes_total", "TCP handshakes observed, by outcome.", MetricType::counter);
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
         for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout}) {
@@ -360,117 +298,136 @@ void write_series(Writer& w, const aggregation::Snapshot& snap, const std::vecto
     }
 
     w.family("flowlat_syn_retransmits_total",
-             "Retransmitted SYNs (outbound) or SYN-ACKs (inbound) in observed handshakes.", Type::counter);
+             "Retransmitted SYNs (outbound) or SYN-ACKs (inbound) in observed handshakes.", MetricType::counter);
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
         w.value({}, labels, static_cast<double>(row.counters.syn_retransmits));
     }
 }
 
-template <typename Writer>
-void single(Writer& w, std::string_view name, std::string_view help, Type type, double v)
+void single(MetricWriter& w, std::string_view name, std::string_view help, MetricType type, double v)
 {
     w.family(name, help, type);
     w.value({}, {}, v);
 }
 
-template <typename Writer>
-void write_operational(Writer& w, const aggregation::Snapshot& snap, const OperationalSnapshot& op)
-{
-    const auto u = [](std::uint64_t v) { return static_cast<double>(v); };
-    single(w, "flowlat_series", "RTT label sets currently exported; compare with max_series.", Type::gauge,
-           u(snap.series.size()));
-    single(w, "flowlat_series_overflow_total",
-           "Handshakes counted under peer=\"other\" because max_series label sets existed.", Type::counter,
-           u(snap.series_overflow));
-    single(w, "flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
-           Type::counter, u(op.events_lost));
-    single(w, "flowlat_events_malformed_total",
-           "Ring buffer records that did not decode as a handshake event and were dropped.", Type::counter,
-           u(op.events_malformed));
-    single(w, "flowlat_flow_table_entries",
-           "Entries in the probe's flow table: handshakes in progress, and recent timeouts kept to recognise "
-           "their SYN retransmissions.",
-           Type::gauge, u(op.flow_table_entries));
-    single(w, "flowlat_flow_table_size", "Capacity of the probe's flow table.", Type::gauge,
-           u(op.flow_table_size));
-    single(w, "flowlat_flow_table_full_total", "Handshakes not tracked because the flow table was full.",
-           Type::counter, u(op.flow_table_full));
-    single(w, "flowlat_packets_malformed_total", "Packets with truncated or invalid TCP/IP headers.",
-           Type::counter, u(op.packets_malformed));
-    single(w, "flowlat_handshakes_abandoned_total",
-           "Pending handshakes replaced by a new SYN with a different initial sequence number.", Type::counter,
-           u(op.handshakes_abandoned));
-    single(w, "flowlat_handshakes_aborted_total",
-           "Inbound handshakes the client reset instead of sending its final ACK (SYN scans, clients "
-           "that gave up); they have no outcome.",
-           Type::counter, u(op.handshakes_aborted));
+// A family of one unlabelled sample, read from a field of `Source`.
+template <typename Source, typename Field>
+struct Single {
+    std::string_view name;
+    std::string_view help;
+    MetricType type;
+    Field Source::*field;
+};
 
-    w.family("flowlat_probe_attached", "1 when the probe is attached to the interface, else 0.", Type::gauge);
+template <typename Source, typename Field, std::size_t N>
+void singles(MetricWriter& w, const std::array<Single<Source, Field>, N>& table, const Source& source)
+{
+    for (const auto& s : table) single(w, s.name, s.help, s.type, static_cast<double>(source.*s.field));
+}
+
+// The probe's counters and its flow table, in the order they are exported.
+using OperationalValue = Single<OperationalSnapshot, std::uint64_t>;
+constexpr std::array<OperationalValue, 8> kOperationalValues{{
+    {"flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
+     MetricType::counter, &OperationalSnapshot::events_lost},
+    {"flowlat_events_malformed_total",
+     "Ring buffer records that did not decode as a handshake event and were dropped.", MetricType::counter,
+     &OperationalSnapshot::events_malformed},
+    {"flowlat_flow_table_entries",
+     "Entries in the probe's flow table: handshakes in progress, and recent timeouts kept to recognise their "
+     "SYN retransmissions.",
+     MetricType::gauge, &OperationalSnapshot::flow_table_entries},
+    {"flowlat_flow_table_size", "Capacity of the probe's flow table.", MetricType::gauge,
+     &OperationalSnapshot::flow_table_size},
+    {"flowlat_flow_table_full_total", "Handshakes not tracked because the flow table was full.",
+     MetricType::counter, &OperationalSnapshot::flow_table_full},
+    {"flowlat_packets_malformed_total", "Packets with truncated or invalid TCP/IP headers.", MetricType::counter,
+     &OperationalSnapshot::packets_malformed},
+    {"flowlat_handshakes_abandoned_total",
+     "Pending handshakes replaced by a new SYN with a different initial sequence number.", MetricType::counter,
+     &OperationalSnapshot::handshakes_abandoned},
+    {"flowlat_handshakes_aborted_total",
+     "Inbound handshakes the client reset instead of sending its final ACK (SYN scans, clients that gave up); "
+     "they have no outcome.",
+     MetricType::counter, &OperationalSnapshot::handshakes_aborted},
+}};
+
+// The standard process_* families (client_golang's process collector).
+using ProcessValue = Single<process::ProcessMetrics, double>;
+constexpr std::array<ProcessValue, 6> kProcessValues{{
+    {"process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", MetricType::counter,
+     &process::ProcessMetrics::cpu_seconds_total},
+    {"process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::gauge,
+     &process::ProcessMetrics::resident_memory_bytes},
+    {"process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::gauge,
+     &process::ProcessMetrics::virtual_memory_bytes},
+    {"process_open_fds", "Number of open file descriptors.", MetricType::gauge, &process::ProcessMetrics::open_fds},
+    {"process_max_fds", "Maximum number of open file descriptors.", MetricType::gauge,
+     &process::ProcessMetrics::max_fds},
+    {"process_start_time_seconds", "Start time of the process since unix epoch in seconds.", MetricType::gauge,
+     &process::ProcessMetrics::start_time_seconds},
+}};
+
+void write_operational(MetricWriter& w, const aggregation::Snapshot& snap, const OperationalSnapshot& op)
+{
+    single(w, "flowlat_series", "RTT label sets currently exported; compare with max_series.", MetricType::gauge,
+           static_cast<double>(snap.series.size()));
+    single(w, "flowlat_series_overflow_total",
+           "Handshakes counted under peer=\"other\" because max_series label sets existed.", MetricType::counter,
+           static_cast<double>(snap.series_overflow));
+    singles(w, kOperationalValues, op);
+
+    w.family("flowlat_probe_attached", "1 when the probe is attached to the interface, else 0.", MetricType::gauge);
     for (const auto& probe : op.probes) w.value({{"interface", probe.interface}}, {}, probe.attached ? 1 : 0);
 
-    w.family("flowlat_build_info", "flowlatd build information; the value is always 1.", Type::gauge);
+    w.family("flowlat_build_info", "flowlatd build information; the value is always 1.", MetricType::gauge);
     w.value({{"version", op.build.version},
              {"revision", op.build.revision},
              {"libbpf_version", op.build.libbpf_version}},
             {}, 1);
 
     single(w, "flowlat_config_last_reload_successful", "1 when the last configuration load succeeded, else 0.",
-           Type::gauge, op.config_reload_ok ? 1 : 0);
+           MetricType::gauge, op.config_reload_ok ? 1 : 0);
     single(w, "flowlat_config_last_reload_success_timestamp_seconds",
-           "Time of the last successful configuration load, seconds since the Unix epoch.", Type::gauge,
+           "Time of the last successful configuration load, seconds since the Unix epoch.", MetricType::gauge,
            op.config_reload_success_timestamp);
 }
 
-template <typename Writer>
-void write_process(Writer& w, const process::ProcessMetrics& p)
+// About 130 bytes a line; 2 * (buckets + 3) + 4 lines a series.
+std::size_t estimated_bytes(const aggregation::Snapshot& series)
 {
-    single(w, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", Type::counter,
-           p.cpu_seconds_total);
-    single(w, "process_resident_memory_bytes", "Resident memory size in bytes.", Type::gauge,
-           p.resident_memory_bytes);
-    single(w, "process_virtual_memory_bytes", "Virtual memory size in bytes.", Type::gauge,
-           p.virtual_memory_bytes);
-    single(w, "process_open_fds", "Number of open file descriptors.", Type::gauge, p.open_fds);
-    single(w, "process_max_fds", "Maximum number of open file descriptors.", Type::gauge, p.max_fds);
-    single(w, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
-           Type::gauge, p.start_time_seconds);
-}
-
-template <typename Writer>
-std::string render(Writer w, const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,
-                   const OperationalSnapshot& operational, const std::optional<process::ProcessMetrics>& process)
-{
-    const auto rows = merge_rows(series, interfaces);
-    write_series(w, series, rows);
-    write_operational(w, series, operational);
-    if (process) write_process(w, *process);
-    return w.finish();
+    return 8192 + series.series.size() * (2 * (series.bounds.size() + 3) + 4) * 130;
 }
 
 } // namespace
+
+void write_exposition(MetricWriter& writer, const aggregation::Snapshot& series,
+                      const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                      const std::optional<process::ProcessMetrics>& process)
+{
+    const auto rows = merge_rows(series, interfaces);
+    write_series(writer, series, rows);
+    write_operational(writer, series, operational);
+    if (process) singles(writer, kProcessValues, *process);
+}
 
 std::string render_metrics(const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,
                            const OperationalSnapshot& operational,
                            const std::optional<process::ProcessMetrics>& process)
 {
-    // About 130 bytes a line; 2 * (buckets + 3) + 4 lines a series.
-    const std::size_t estimate = 8192 + series.series.size() * (2 * (series.bounds.size() + 3) + 4) * 130;
-    return render(TextWriter(estimate), series, interfaces, operational, process);
+    TextWriter writer(estimated_bytes(series));
+    write_exposition(writer, series, interfaces, operational, process);
+    return writer.finish();
 }
 
 void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
                     const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                     const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes)
 {
-    render(TextWriter(write, piece_bytes), series, interfaces, operational, process);
-}
-
-std::string render_metrics_reference(const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,
-                                     const OperationalSnapshot& operational,
-                                     const std::optional<process::ProcessMetrics>& process)
-{
-    return render(FamilyWriter(), series, interfaces, operational, process);
+    TextWriter writer(write, piece_bytes);
+    write_exposition(writer, series, interfaces, operational, process);
+    writer.finish();
 }
 
 } // namespace flowlat::exposition

@@ -1,8 +1,8 @@
 // Metrics exposition: renders an aggregator snapshot, the daemon's operational state and
 // the process metrics as Prometheus text format 0.0.4. The serializer is private to this
-// module; callers only see render_metrics(), a hand-written text writer. The same content
-// written through prometheus-cpp's TextSerializer is kept as the reference: tests check that
-// both produce identical bytes, and benchmarks can compare them.
+// module; callers only see render_metrics(), a hand-written text writer. What is written is
+// spelt out once, in write_exposition() (metric_writer.hpp), which the unit tests also run
+// through prometheus-cpp's TextSerializer to prove the bytes identical.
 #pragma once
 
 #include "aggregate/aggregator.hpp"
@@ -59,11 +59,5 @@ std::string render_metrics(const aggregation::Snapshot& series,
 void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
                     const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                     const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes = 64 * 1024);
-
-// The same exposition through prometheus::MetricFamily and prometheus::TextSerializer.
-std::string render_metrics_reference(const aggregation::Snapshot& series,
-                                     const labels::InterfaceNames& interfaces,
-                                     const OperationalSnapshot& operational,
-                                     const std::optional<process::ProcessMetrics>& process);
 
 } // namespace flowlat::exposition

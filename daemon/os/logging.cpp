@@ -4,9 +4,15 @@
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 namespace flowlat::logging {
+
+bool is_level(std::string_view level)
+{
+    return std::find(level_names.begin(), level_names.end(), level) != level_names.end();
+}
 
 void setup(std::string_view level)
 {

@@ -12,6 +12,7 @@
 #include "flow/flowlat_abi.hpp"
 #include "flowlat_probe.skel.h"
 #include "flow/handshake_event.hpp"
+#include "probe/probe.hpp"
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
@@ -377,20 +378,12 @@ ExpectedFlow pending_inbound(const Tuple& tuple, flowlat_stage stage, std::uint1
     return ExpectedFlow{tuple, Direction::inbound, stage, transmissions, isn, first_syn_step};
 }
 
-struct Counters {
-    std::uint64_t events_lost{0};
-    std::uint64_t flow_table_full{0};
-    std::uint64_t packets_malformed{0};
-    std::uint64_t abandoned{0};
-    std::uint64_t aborted{0};
-};
-
 struct Case {
     std::string description;
     std::vector<Step> steps;
     std::vector<ExpectedEvent> events{};
     std::vector<ExpectedFlow> flows{};
-    Counters counters{};
+    flowlat::probe::ProbeCounters counters{}; // what the probe's counters must read afterwards
     ProbeOptions options{};
 };
 
@@ -534,8 +527,8 @@ void run_case(const Case& c)
     CHECK(probe.counter(FLOWLAT_COUNTER_EVENTS_LOST) == c.counters.events_lost);
     CHECK(probe.counter(FLOWLAT_COUNTER_FLOW_TABLE_FULL) == c.counters.flow_table_full);
     CHECK(probe.counter(FLOWLAT_COUNTER_PACKETS_MALFORMED) == c.counters.packets_malformed);
-    CHECK(probe.counter(FLOWLAT_COUNTER_ABANDONED) == c.counters.abandoned);
-    CHECK(probe.counter(FLOWLAT_COUNTER_ABORTED) == c.counters.aborted);
+    CHECK(probe.counter(FLOWLAT_COUNTER_ABANDONED) == c.counters.handshakes_abandoned);
+    CHECK(probe.counter(FLOWLAT_COUNTER_ABORTED) == c.counters.handshakes_aborted);
 }
 
 void run_table(const std::vector<Case>& table)
@@ -924,11 +917,11 @@ TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "
         {"IPv4 inbound: the client resets instead of its final ACK (a SYN scan): no outcome, counted",
          {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
           with_ack_filter(ingress(received(server4, rst).seq(client_isn + 1).ack(0)), 0)},
-         {}, {}, {.aborted = 1}},
+         {}, {}, {.handshakes_aborted = 1}},
         {"IPv6 inbound: the client's RST-ACK instead of its final ACK is counted too",
          {ingress(in_syn(server6)), egress(out_syn_ack(server6)),
           ingress(received(server6, rst_ack).seq(client_isn + 1).ack(server_isn + 1))},
-         {}, {}, {.aborted = 1}},
+         {}, {}, {.handshakes_aborted = 1}},
         {"inbound: a client RST with another sequence number is ignored",
          {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
           ingress(received(server4, rst).seq(client_isn + 5).ack(0))},
@@ -950,7 +943,7 @@ TEST_CASE("simultaneous open: the peer's SYN on our pending tuple is no new hand
           ingress(received(client4, syn_ack).seq(server_isn).ack(client_isn + 1))},
          {completed(3, Direction::outbound, client4, 0)},
          {},
-         {.abandoned = 0}},
+         {.handshakes_abandoned = 0}},
     });
 }
 
@@ -1071,17 +1064,17 @@ TEST_CASE("port reuse: a SYN with a new ISN replaces the pending handshake", "[r
           ingress(in_syn_ack(client4, new_isn))},
          {timeout(1, out, client4), completed(3, out, client4, 1, 1)},
          {},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
         {"outbound: an answer to the old ISN produces no sample",
          {egress(out_syn(client6)), egress(out_syn(client6, new_isn)), ingress(in_syn_ack(client6))},
          {timeout(1, out, client6)},
          {pending_outbound(client6, 1, new_isn, 1)},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
         {"outbound: an old attempt not yet swept is reported by the SYN that replaces it",
          {egress(out_syn(client4)), egress(out_syn(client4, new_isn), 20ms), ingress(in_syn_ack(client4, new_isn))},
          {timeout(1, out, client4), completed(2, out, client4, 1, 1)},
          {},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
         {"inbound: a new client ISN after our SYN-ACK releases the old bucket",
          {ingress(in_syn(server4)), egress(out_syn_ack(server4)), with_ack_filter(ingress(in_syn(server4, new_isn)), 0),
           egress(out_syn_ack(server4, new_isn, server_isn + 1000)),
@@ -1090,17 +1083,17 @@ TEST_CASE("port reuse: a SYN with a new ISN replaces the pending handshake", "[r
          {timeout(2, in, server4),
           ExpectedEvent{5, Outcome::completed, in, server4, 0, 2, std::size_t{3}, std::nullopt}},
          {},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
         {"inbound: a new client ISN before our SYN-ACK",
          {ingress(in_syn(server6)), ingress(in_syn(server6, new_isn))},
          {timeout(1, in, server6)},
          {pending_inbound(server6, FLOWLAT_STAGE_SYN_RECEIVED, 0, new_isn, 1)},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
         {"inbound: an old attempt not yet swept is reported by the SYN that replaces it",
          {ingress(in_syn(server6)), egress(out_syn_ack(server6)), ingress(in_syn(server6, new_isn), 20ms)},
          {timeout(2, in, server6)},
          {pending_inbound(server6, FLOWLAT_STAGE_SYN_RECEIVED, 0, new_isn, 2)},
-         {.abandoned = 1}},
+         {.handshakes_abandoned = 1}},
     });
 }
 

@@ -1,5 +1,5 @@
 // Unit tests for the config module: parsing, validation, positions and messages.
-#include "config/config.hpp"
+#include "config/yaml_parser.hpp"
 #include "temp_file.hpp"
 
 #include <catch2/catch.hpp>
@@ -825,10 +825,10 @@ TEST_CASE("load_config_file: unreadable files", "[config]")
     }
     SECTION("too large")
     {
-        TempFile file(std::string((1u << 20) + 1, '#'));
+        TempFile file(std::string(kMaxConfigFileBytes + 1, '#'));
         const ParseResult result = load_config_file(file.path.string());
         REQUIRE(result.diagnostics.size() == 1);
-        CHECK(result.diagnostics[0].to_string() == file.path.string() + ": cannot read: larger than 1MiB");
+        CHECK(result.diagnostics[0].to_string() == file.path.string() + ": cannot read: larger than 4MiB");
     }
     SECTION("malformed, positions are the file's")
     {

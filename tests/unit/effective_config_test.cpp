@@ -78,3 +78,36 @@ TEST_CASE("without a named file and without the default file, the embedded defau
     CHECK(loaded.config->listen_addresses == std::vector<std::string>{":10435"});
     CHECK(loaded.config->interfaces == std::vector<std::string>{"eth0"});
 }
+
+TEST_CASE("a flag's bad value is reported as the flag's, not the file's", "[config][cli]")
+{
+    const TempFile file("max_series: 10\n");
+    cli::Options options;
+    options.config_file = file.path.string();
+    options.handshake_timeout = std::chrono::milliseconds(1);
+    options.listen_addresses = {":10435", "bad"};
+    options.interfaces = {"eth0", "a/b"};
+    const auto loaded = load_effective_config(options);
+    REQUIRE_FALSE(loaded.config);
+    std::vector<std::string> messages;
+    for (const auto& d : loaded.diagnostics) messages.push_back(d.to_string());
+    CHECK(messages ==
+          std::vector<std::string>{
+              "--interface=a/b: \"a/b\" contains '/', ':' or white space, which interface names cannot",
+              "--web.listen-address=bad: missing port in \"bad\" (expected HOST:PORT such as :10435 or "
+              "127.0.0.1:10435)",
+              "--handshake-timeout: must be between 100ms and 10m, got 1ms",
+          });
+
+    // Without a file: the flag still, never "<embedded default>".
+    cli::Options no_file;
+    no_file.config_file = std::nullopt;
+    no_file.log_level = "loud"; // the CLI refuses this first; validate() says the same of the flag
+    no_file.interfaces = {"eth0"};
+    if (access(std::string(cli::default_config_file).c_str(), F_OK) != 0) {
+        const auto embedded = load_effective_config(no_file);
+        REQUIRE(embedded.diagnostics.size() == 1);
+        CHECK(embedded.diagnostics[0].to_string() ==
+              "--log.level: unknown log level \"loud\" (expected trace, debug, info, warn, error, critical or off)");
+    }
+}

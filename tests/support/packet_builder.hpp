@@ -1,4 +1,4 @@
-// A fluent builder for the frames the BPF table tests feed to BPF_PROG_TEST_RUN:
+// A fluent builder for the frames the BPF table tests and the benchmarks feed to BPF_PROG_TEST_RUN:
 // Ethernet [+ up to two 802.1Q/802.1ad tags] + IPv4 [options, fragment fields] or
 // IPv6 [hop-by-hop, routing, destination options, fragment] + TCP, UDP, or anything else.
 // Setters may be called in any order; build() lays the layers out. Fields hold host
@@ -23,6 +23,7 @@ struct Address {
     std::array<std::uint8_t, 16> bytes{}; // IPv4 in the first four, network order
 
     static Address parse(std::string_view text); // throws std::invalid_argument
+    static Address ipv4(std::uint32_t host_order); // 198.18.0.1 is 0xc6120001; throws likewise
     std::string text() const;
 };
 

@@ -83,15 +83,29 @@ std::string flag_letters(std::uint8_t flags)
 
 } // namespace
 
+namespace {
+
+Address checked_ipv4(const Address& address)
+{
+    if (address.bytes[0] != 198 || (address.bytes[1] & 0xfe) != 18)
+        throw std::invalid_argument("test addresses must be in 198.18.0.0/15: " + address.text());
+    return address;
+}
+
+} // namespace
+
+Address Address::ipv4(std::uint32_t host_order)
+{
+    Address address;
+    for (std::size_t i = 0; i < 4; ++i) address.bytes[i] = static_cast<std::uint8_t>(host_order >> (24 - 8 * i));
+    return checked_ipv4(address);
+}
+
 Address Address::parse(std::string_view text)
 {
     const std::string copy(text);
     Address address;
-    if (inet_pton(AF_INET, copy.c_str(), address.bytes.data()) == 1) {
-        if (address.bytes[0] != 198 || (address.bytes[1] & 0xfe) != 18)
-            throw std::invalid_argument("test addresses must be in 198.18.0.0/15: " + copy);
-        return address;
-    }
+    if (inet_pton(AF_INET, copy.c_str(), address.bytes.data()) == 1) return checked_ipv4(address);
     if (inet_pton(AF_INET6, copy.c_str(), address.bytes.data()) == 1) {
         if (address.bytes[0] != 0xfd)
             throw std::invalid_argument("test addresses must be in fd00::/8: " + copy);
