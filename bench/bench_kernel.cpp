@@ -110,7 +110,7 @@ int main(int argc, char** argv)
     // drains them; with the daemon's 1 MiB default the ring would fill and the completing
     // paths would time a failed reserve instead of a submit.
     options.ring_buffer_size = 8u * 1024 * 1024;
-    auto loaded = probe::Probe::load(options, nullptr);
+    auto loaded = probe::Probe::load(options);
     if (!loaded) {
         std::fprintf(stderr, "bench_kernel: %s\n", loaded.error().message().c_str());
         return 2;

@@ -46,6 +46,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -332,7 +333,7 @@ RunResult run(const RunConfig& rc)
         probe::ProbeOptions options;
         options.ring_buffer_size = rc.ring_bytes;
         options.ring_wakeup_bytes = std::min<std::uint32_t>(rc.ring_bytes / 8, 64u * 1024u); // as the daemon
-        auto loaded = probe::Probe::load(options, nullptr);
+        auto loaded = probe::Probe::load(options);
         if (!loaded) throw std::runtime_error(loaded.error().message());
         probe = std::move(loaded).value();
         syn_fd = probe->egress_program_fd();
@@ -389,16 +390,22 @@ RunResult run(const RunConfig& rc)
                           }).value();
             probe::EventReader* r = reader.get();
             EventLoop* l = loop.get();
-            (void)loop->watch(reader->epoll_fd(), [r] { r->drain(); });
-            (void)loop->every(std::chrono::milliseconds(100), [r] { r->drain(); });
-            (void)loop->every(std::chrono::milliseconds(10), [&, r, l] {
+            // A consumer that is not woken, or a loop that fails, would void the run: stop loudly.
+            auto must = [](const Status& status) {
+                if (status) return;
+                std::fprintf(stderr, "bench_pipeline: consumer: %s\n", status.error().message().c_str());
+                std::abort();
+            };
+            must(loop->watch(reader->epoll_fd(), [r] { r->drain(); }));
+            must(loop->every(std::chrono::milliseconds(100), [r] { r->drain(); }));
+            must(loop->every(std::chrono::milliseconds(10), [&, r, l] {
                 if (stop_consumer.load()) {
                     r->drain();
                     l->stop();
                 }
-            });
+            }));
             consumer_ready = true;
-            loop->run();
+            must(loop->run());
         }
         result.consumer_user_ns = thread_user_ns() - user0;
         result.consumer_sys_ns = thread_sys_ns() - sys0;
@@ -534,7 +541,7 @@ void consumer_capacity(bool smoke)
     probe::ProbeOptions options;
     options.ring_buffer_size = 32u << 20;
     options.ring_wakeup_bytes = 64 * 1024;
-    auto probe = probe::Probe::load(options, nullptr).value();
+    auto probe = probe::Probe::load(options).value();
     auto aggregator = make_aggregator();
     std::uint64_t delivered = 0;
     auto reader = probe::EventReader::open(probe->ring_buffer_fd(), [&](std::span<const HandshakeEvent> b) {

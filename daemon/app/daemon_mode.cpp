@@ -13,6 +13,7 @@
 #include "export/process_metrics.hpp"
 #include "os/signal_policy.hpp"
 #include "app/startup.hpp"
+#include "probe/hook_healer.hpp"
 #include "os/systemd_notify.hpp"
 
 #include <signal.h>
@@ -66,8 +67,8 @@ public:
     int run();
 
 private:
-    // retry: a periodic retry of failed attachments, which logs an error only when it changed.
-    void reconcile_interfaces(bool retry = false);
+    Status start_timers();
+    void reconcile_interfaces();
     void check_attachments();
     void reload_requested();
     void apply_reload(EffectiveConfig loaded, bool another_follows);
@@ -92,7 +93,7 @@ private:
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
     web::WebConfig web_; // --web.config.file as last loaded
-    std::map<std::string, std::string> attach_errors_; // the last attach error per wanted interface
+    std::unique_ptr<probe::HookHealer> healer_; // the wanted interfaces whose hooks are down
     std::set<std::string> missing_names_;              // configured names that do not exist now
 
     // Read by HTTP worker threads; written by the event loop thread.
@@ -111,7 +112,7 @@ int Daemon::run()
 {
     auto loop = EventLoop::create();
     if (!loop) {
-        startup::report({"flowlatd: " + loop.error().message(), ""});
+        startup::report(startup::cannot(loop.error()));
         return 2;
     }
     loop_ = std::move(loop).value();
@@ -132,7 +133,7 @@ int Daemon::run()
         }
     });
     if (!signals) {
-        startup::report({"flowlatd: " + signals.error().message(), ""});
+        startup::report(startup::cannot(signals.error()));
         return 2;
     }
     // After on_signals: the worker inherits the mask, so SIGHUP always reaches the signalfd.
@@ -140,7 +141,7 @@ int Daemon::run()
         *loop_, [options = options_] { return load_effective_config(options); },
         [this](EffectiveConfig loaded, bool another_follows) { apply_reload(std::move(loaded), another_follows); });
     if (!reloader) {
-        startup::report({"flowlatd: cannot " + reloader.error().message(), ""});
+        startup::report(startup::cannot(reloader.error()));
         return 2;
     }
     reloader_ = std::move(reloader).value();
@@ -149,33 +150,36 @@ int Daemon::run()
     // the listener; the second refuses at once (a --print beside the daemon is fine).
     auto instance = take_abstract_lock("flowlatd/daemon");
     if (!instance) {
-        startup::report({instance.error().errno_value == EBUSY
-                             ? "flowlatd: another flowlatd daemon runs in this network namespace (it holds "
-                               "@flowlatd/daemon; `ss -xap | grep flowlatd/daemon` shows it)"
-                             : "flowlatd: cannot take the daemon lock: " + instance.error().message(),
-                         ""});
+        startup::report(instance.error().errno_value == EBUSY
+                            ? Error{"another flowlatd daemon runs in this network namespace (it holds "
+                                    "@flowlatd/daemon; `ss -xap | grep flowlatd/daemon` shows it)"}
+                            : Error{"cannot take the daemon lock: " + instance.error().message()});
         return 2;
     }
     instance_lock_ = std::move(instance).value();
 
-    startup::Failure failure;
-    session_ = startup::load_probe(
-        probe_options_from(config_), *loop_,
-        [this](std::span<const HandshakeEvent> batch) { aggregator_.add(batch); }, &failure);
-    if (!session_) {
-        startup::report(failure);
+    auto session = startup::load_probe(probe_options_from(config_), *loop_,
+                                       [this](std::span<const HandshakeEvent> batch) { aggregator_.add(batch); });
+    if (!session) {
+        startup::report(session.error());
         return 2;
     }
+    session_ = std::move(session).value();
+    healer_ = std::make_unique<probe::HookHealer>(*session_);
 
     auto links = interfaces::LinkWatcher::open();
     if (!links) {
-        startup::report({"flowlatd: cannot " + links.error().message(), ""});
+        startup::report(startup::cannot(links.error()));
         return 2;
     }
     links_ = std::move(links).value();
-    loop_->watch(links_->fd(), [this] {
+    Status watched = loop_->watch(links_->fd(), [this] {
         if (links_->drain()) reconcile_interfaces();
     });
+    if (!watched) {
+        startup::report(startup::cannot(watched.error()));
+        return 2;
+    }
     reconcile_interfaces();
     {
         // Before the HTTP workers exist: a scrape must never see the timestamp unset.
@@ -187,34 +191,51 @@ int Daemon::run()
         auto web = web::load_web_config(*options_.web_config_file);
         if (!web.config) {
             for (const auto& error : web.errors) spdlog::error("{}", error);
-            startup::report({"flowlatd: invalid web configuration, not starting", ""});
+            startup::report(Error{"flowlatd: invalid web configuration, not starting"});
             return 1;
         }
         web_ = std::move(*web.config);
     }
     if (Status http = start_http(config_.listen_addresses); !http) {
-        startup::report({"flowlatd: cannot " + http.error().message(), ""});
+        startup::report(startup::cannot(http.error()));
         return 2;
     }
-
-    loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
-    loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(clock::monotonic_ns()); });
-    loop_->every(probe::attachment_check_interval, [this] { check_attachments(); });
-    if (auto interval = systemd::watchdog_interval())
-        loop_->every(*interval, [] { systemd::watchdog_ping(); });
+    // A timer that is not armed is a job that never runs: without the watchdog's, systemd
+    // would kill a healthy daemon; start-up fails instead.
+    if (Status timers = start_timers(); !timers) {
+        startup::report(startup::cannot(timers.error()));
+        return 2;
+    }
 
     refresh_status();
     spdlog::info("ready: {}", status_line());
     systemd::ready(status_line());
-    loop_->run();
+    const Status ran = loop_->run();
 
     systemd::stopping();
     reloader_.reset(); // waits for a reload in progress, whose result is dropped
     session_->flush();
     session_->detach_all();
     http_.reset();
+    if (!ran) {
+        startup::report_internal(ran.error());
+        return 3;
+    }
     spdlog::info("stopped");
     return 0;
+}
+
+Status Daemon::start_timers()
+{
+    if (Status s = loop_->every(std::chrono::seconds(1), [this] { refresh_status(); }); !s) return s;
+    if (Status s = loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(clock::monotonic_ns()); }); !s)
+        return s;
+    if (Status s = loop_->every(probe::attachment_check_interval, [this] { check_attachments(); }); !s) return s;
+    if (auto interval = systemd::watchdog_interval()) {
+        Status armed = loop_->every(*interval, [] { systemd::watchdog_ping(); });
+        if (!armed) return Error{"start the systemd watchdog: " + armed.error().what, armed.error().errno_value};
+    }
+    return Ok{};
 }
 
 // An administrator or another tool may remove our clsact filter (or the whole clsact qdisc), or
@@ -223,11 +244,11 @@ int Daemon::run()
 // /healthz says why. Interfaces whose attach failed earlier are retried on the same cadence.
 void Daemon::check_attachments()
 {
-    const bool lost = !session_->drop_lost_attachments().empty();
-    if (lost || !attach_errors_.empty()) reconcile_interfaces(!lost);
+    for (const auto& name : session_->drop_lost_attachments()) healer_->lost(name);
+    if (!healer_->all_up()) reconcile_interfaces();
 }
 
-void Daemon::reconcile_interfaces(bool retry)
+void Daemon::reconcile_interfaces()
 {
     std::vector<std::string> patterns = config_.interfaces;
     if (patterns.empty()) patterns = interfaces::default_route_interfaces();
@@ -240,20 +261,13 @@ void Daemon::reconcile_interfaces(bool retry)
     }
     std::vector<std::string> unhealthy;
     std::map<std::string, bool> states;
-    std::map<std::string, std::string> errors;
+    std::vector<std::string> wanted_names;
     for (const auto& interface : wanted) {
-        Status attached = session_->attach(interface);
+        wanted_names.push_back(interface.name);
+        const Status attached = healer_->attach(interface.name, present);
         if (!attached) {
-            const std::string message = attached.error().message();
-            const auto previous = attach_errors_.find(interface.name);
-            if (retry && previous != attach_errors_.end() && previous->second == message)
-                spdlog::debug("cannot {}", message);
-            else
-                spdlog::error("cannot {}", message);
-            unhealthy.push_back(interface.name + ": " + message);
-            errors[interface.name] = message;
+            unhealthy.push_back(interface.name + ": " + attached.error().message());
         } else {
-            if (attach_errors_.count(interface.name) != 0) spdlog::info("{}: probe attached again", interface.name);
             std::unique_lock topology(topology_mutex_);
             for (const auto& move : interface_names_.set(interface.ifindex, interface.name))
                 aggregator_.move_interface(move.from, move.to, move.redirect);
@@ -272,7 +286,7 @@ void Daemon::reconcile_interfaces(bool retry)
     }
     missing_names_ = std::move(missing);
     if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
-    attach_errors_ = std::move(errors);
+    healer_->keep_only(wanted_names);
 
     std::lock_guard lock(status_mutex_);
     probe_attached_ = std::move(states);

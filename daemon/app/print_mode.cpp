@@ -2,6 +2,7 @@
 
 #include "os/signal_policy.hpp"
 #include "app/startup.hpp"
+#include "probe/hook_healer.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,12 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <set>
 #include <string>
 
 namespace flowlat {
@@ -58,38 +56,13 @@ bool stdout_reader_gone()
 // runs; the output would then stop without a word. Every few seconds, as the daemon does,
 // hooks that went missing are attached again, found again by name (the interface may have
 // been re-created). A failure is logged once per distinct message and retried.
-class HookHealer {
-public:
-    explicit HookHealer(probe::ProbeSession& session) : session_(session) {}
-
-    void check()
-    {
-        for (auto& name : session_.drop_lost_attachments()) missing_.insert(std::move(name));
-        if (missing_.empty()) return;
-        const auto present = interfaces::list_all();
-        for (auto name = missing_.begin(); name != missing_.end();) {
-            const auto found = std::find_if(present.begin(), present.end(),
-                                            [&](const interfaces::Interface& i) { return i.name == *name; });
-            const Status attached =
-                found == present.end() ? Status(Error{"attach to " + *name + ": no such interface"}) : session_.attach(*found);
-            if (attached) {
-                spdlog::info("{}: probe attached again", *name);
-                last_error_.erase(*name);
-                name = missing_.erase(name);
-                continue;
-            }
-            std::string& last = last_error_[*name];
-            if (last != attached.error().message()) spdlog::error("cannot {}", attached.error().message());
-            last = attached.error().message();
-            ++name;
-        }
-    }
-
-private:
-    probe::ProbeSession& session_;
-    std::set<std::string> missing_;
-    std::map<std::string, std::string> last_error_;
-};
+void heal(probe::ProbeSession& session, probe::HookHealer& healer)
+{
+    for (const auto& name : session.drop_lost_attachments()) healer.lost(name);
+    if (healer.all_up()) return;
+    const auto present = interfaces::list_all();
+    for (const auto& name : healer.down()) (void)healer.attach(name, present); // the healer logs it
+}
 
 } // namespace
 
@@ -101,7 +74,7 @@ int run_print_mode(const cli::Options& options)
 
     auto loop = EventLoop::create();
     if (!loop) {
-        startup::report({"flowlatd: " + loop.error().message(), ""});
+        startup::report(startup::cannot(loop.error()));
         return 2;
     }
     EventLoop& event_loop = *loop.value();
@@ -119,18 +92,18 @@ int run_print_mode(const cli::Options& options)
         event_loop.stop();
     });
     if (!signals) {
-        startup::report({"flowlatd: " + signals.error().message(), ""});
+        startup::report(startup::cannot(signals.error()));
         return 2;
     }
 
-    std::vector<interfaces::Interface> chosen;
-    startup::Failure failure;
-    if (!startup::resolve_interfaces(options.interfaces, &chosen, &failure)) {
-        startup::report(failure);
+    auto resolved = startup::resolve_interfaces(options.interfaces);
+    if (!resolved) {
+        startup::report(resolved.error());
         return 2;
     }
+    const std::vector<interfaces::Interface> chosen = std::move(resolved).value();
     if (chosen.empty()) {
-        startup::report({"flowlatd: no interface matches the given patterns", ""});
+        startup::report(Error{"no interface matches the given patterns"});
         return 2;
     }
 
@@ -164,21 +137,23 @@ int run_print_mode(const cli::Options& options)
         if (std::fflush(stdout) != 0) output_failed(errno);
     };
 
-    auto session = startup::load_probe(probe_options, event_loop, print_batch, &failure);
-    if (!session) {
-        startup::report(failure);
+    auto loaded = startup::load_probe(probe_options, event_loop, print_batch);
+    if (!loaded) {
+        startup::report(loaded.error());
         return 2;
     }
+    const std::unique_ptr<probe::ProbeSession> session = std::move(loaded).value();
     session_view = session.get();
     for (const auto& interface : chosen) {
         if ((stop_signal = pending_stop_signal()) != 0) break;
         if (Status attached = session->attach(interface); !attached) {
-            startup::report({"flowlatd: cannot " + attached.error().message(), ""});
+            startup::report(startup::cannot(attached.error()));
             return 2; // the session's destructor detaches what was attached
         }
     }
     if (stop_signal == 0) stop_signal = pending_stop_signal();
 
+    Status ran = Ok{};
     if (stop_signal != 0) {
         spdlog::info("received {} during start-up, detaching", signal_name(stop_signal));
     } else {
@@ -188,25 +163,33 @@ int run_print_mode(const cli::Options& options)
             });
             if (!watched) spdlog::warn("cannot watch stdout for a closed reader: {}", watched.error().message());
         }
-        event_loop.every(std::chrono::seconds(60), [&] { clock.resync(); });
-        HookHealer healer(*session);
-        event_loop.every(probe::attachment_check_interval, [&] { healer.check(); });
+        probe::HookHealer healer(*session);
+        Status timers = event_loop.every(std::chrono::seconds(60), [&] { clock.resync(); });
+        if (timers) timers = event_loop.every(probe::attachment_check_interval, [&] { heal(*session, healer); });
+        if (!timers) {
+            startup::report(startup::cannot(timers.error()));
+            return 2; // the session's destructor detaches
+        }
 
         std::string names;
         for (const auto& interface : chosen) names += (names.empty() ? "" : ", ") + interface.name;
         spdlog::info("ready: printing handshakes on {}", names);
-        event_loop.run();
+        ran = event_loop.run();
     }
 
     // Nothing measured is lost: what is still queued is printed before detaching.
     session->flush();
     session->detach_all();
+    if (!ran) {
+        startup::report_internal(ran.error());
+        return 3;
+    }
 
     // A reader that has gone (EPIPE) is a normal end, as for any filter in a pipeline; so is a
     // write that failed because a signal (a hangup) was already stopping flowlatd. Any other
     // failed write lost output: exit 2 with one line.
     if (output_errno != 0 && output_errno != EPIPE && stop_signal == 0) {
-        startup::report({std::string("flowlatd: cannot write to stdout: ") + std::strerror(output_errno), ""});
+        startup::report(Error{"cannot write to stdout", output_errno});
         return 2;
     }
     return 0;

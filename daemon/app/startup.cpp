@@ -1,71 +1,61 @@
 #include "app/startup.hpp"
 
 #include <cstdio>
-#include <cstring>
 
 namespace flowlat::startup {
 
-std::unique_ptr<probe::ProbeSession> load_probe(const probe::ProbeOptions& options, EventLoop& loop,
-                                                probe::EventSink sink, Failure* failure)
+Result<std::unique_ptr<probe::ProbeSession>> load_probe(const probe::ProbeOptions& options, EventLoop& loop,
+                                                        probe::EventSink sink)
 {
-    if (std::string missing = probe::missing_capabilities(); !missing.empty()) {
-        *failure = {"flowlatd: missing privileges: " + missing +
-                        " (flowlatd needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; run as root or grant them)",
-                    ""};
-        return nullptr;
-    }
-    probe::LoadError load_error;
-    auto session = probe::ProbeSession::start(options, loop, std::move(sink), &load_error);
-    if (!session) {
-        // A load failure carries its log; a failure after the load (ring reader, timers) does not.
-        *failure = !load_error.what.empty() ? load_failure(load_error)
-                                            : Failure{"flowlatd: cannot " + session.error().message(), ""};
-        return nullptr;
-    }
-    return std::move(session).value();
+    if (std::string missing = probe::missing_capabilities(); !missing.empty())
+        return Error{"missing privileges: " + missing +
+                     " (flowlatd needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; run as root or grant them)"};
+    auto probe = probe::Probe::load(options);
+    if (!probe) return std::move(probe).error(); // "loading the BPF program failed: ..." with its log
+    auto session = probe::ProbeSession::start(std::move(probe).value(), loop, std::move(sink));
+    if (!session) return cannot(session.error());
+    return session;
 }
 
-bool resolve_interfaces(const std::vector<std::string>& patterns, std::vector<interfaces::Interface>* resolved,
-                        Failure* failure)
+Result<std::vector<interfaces::Interface>> resolve_interfaces(const std::vector<std::string>& patterns)
 {
     std::vector<std::string> wanted = patterns;
     if (wanted.empty()) {
         wanted = interfaces::default_route_interfaces();
-        if (wanted.empty()) {
-            *failure = {"flowlatd: no interface given and no default route found; name one with --interface", ""};
-            return false;
-        }
+        if (wanted.empty()) return Error{"no interface given and no default route found; name one with --interface"};
     }
     const auto all = interfaces::list_all();
     for (const auto& pattern : wanted) {
         if (interfaces::is_glob(pattern)) continue;
-        if (interfaces::match({pattern}, all).empty()) {
-            *failure = {"flowlatd: unknown interface '" + pattern + "'", ""};
-            return false;
-        }
+        if (interfaces::match({pattern}, all).empty()) return Error{"unknown interface '" + pattern + "'"};
     }
-    *resolved = interfaces::match(wanted, all);
-    return true;
+    return interfaces::match(wanted, all);
 }
 
-Failure load_failure(const probe::LoadError& error)
+Error cannot(const Error& error)
 {
-    Failure failure;
-    failure.line = "flowlatd: " + error.what + " failed";
-    if (error.errno_value != 0) failure.line += ": " + std::string(std::strerror(error.errno_value));
-    const probe::LogTail& log = error.log;
-    if (log.lines.empty()) return failure;
-    failure.line += log.verifier_log ? "; verifier log (last " : "; libbpf said (last ";
-    failure.line += std::to_string(log.lines.size());
-    if (log.total_lines > log.lines.size()) failure.line += " of " + std::to_string(log.total_lines);
-    failure.line += log.lines.size() == 1 ? " line):" : " lines):";
-    for (const auto& line : log.lines) failure.detail += "    " + line + "\n";
-    return failure;
+    Error sentence = error;
+    sentence.what = "cannot " + error.what;
+    return sentence;
 }
 
-void report(const Failure& failure)
+std::string report_text(const Error& error)
 {
-    std::fprintf(stderr, "%s\n%s", failure.line.c_str(), failure.detail.c_str());
+    std::string text = "flowlatd: " + error.message();
+    if (!error.detail.empty()) text += "; " + error.detail_title + ":";
+    text += "\n";
+    for (const auto& line : error.detail) text += "    " + line + "\n";
+    return text;
+}
+
+void report(const Error& error)
+{
+    std::fputs(report_text(error).c_str(), stderr);
+}
+
+void report_internal(const Error& error)
+{
+    std::fprintf(stderr, "flowlatd: internal error, detached and stopped: %s\n", error.message().c_str());
 }
 
 } // namespace flowlat::startup

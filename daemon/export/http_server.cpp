@@ -2,6 +2,7 @@
 
 #include "config/config.hpp"
 #include "export/basic_auth.hpp"
+#include "os/unique_fd.hpp"
 
 #include <CivetServer.h>
 #include <openssl/err.h>
@@ -573,11 +574,10 @@ namespace {
 // Opens and closes a connection to a local listener, so that a poll() waiting on it returns.
 void poke_listener(const sockaddr_storage& address)
 {
-    const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
+    const UniqueFd fd(::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return;
     const socklen_t length = address.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-    (void)::connect(fd, reinterpret_cast<const sockaddr*>(&address), length);
-    ::close(fd);
+    (void)::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), length);
 }
 
 } // namespace

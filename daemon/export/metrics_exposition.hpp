@@ -18,8 +18,6 @@
 
 namespace flowlat::exposition {
 
-inline constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
-
 struct BuildInfo {
     std::string version;
     std::string revision;

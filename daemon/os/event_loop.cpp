@@ -32,15 +32,11 @@ Status EventLoop::watch(int fd, std::function<void()> on_readable)
     return Ok{};
 }
 
-Status EventLoop::unwatch(int fd)
-{
-    handlers_.erase(fd);
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr) != 0) return os_error("unwatch fd " + std::to_string(fd));
-    return Ok{};
-}
-
 Status EventLoop::every(std::chrono::milliseconds interval, std::function<void()> on_tick)
 {
+    // A zero interval would disarm the timer: it would never fire, and nothing would say so.
+    if (interval.count() <= 0)
+        return Error{"arm a timer every " + std::to_string(interval.count()) + " ms: the interval must be positive"};
     UniqueFd timer(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!timer.valid()) return os_error("create timer");
     itimerspec spec{};
@@ -78,7 +74,7 @@ Status EventLoop::on_signals(std::span<const int> signals, std::function<void(in
     return Ok{};
 }
 
-void EventLoop::run()
+Status EventLoop::run()
 {
     running_ = true;
     std::array<epoll_event, 16> events{};
@@ -87,13 +83,15 @@ void EventLoop::run()
         const int ready = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 1000);
         if (ready < 0) {
             if (errno == EINTR) continue;
-            break;
+            running_ = false;
+            return os_error("wait for events (epoll_wait)");
         }
         for (int i = 0; i < ready && running_; ++i) {
             auto handler = handlers_.find(events[static_cast<std::size_t>(i)].data.fd);
             if (handler != handlers_.end()) handler->second();
         }
     }
+    return Ok{};
 }
 
 } // namespace flowlat

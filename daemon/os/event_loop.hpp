@@ -19,12 +19,13 @@ public:
     static Result<std::unique_ptr<EventLoop>> create();
 
     Status watch(int fd, std::function<void()> on_readable);
-    Status unwatch(int fd);
     Status every(std::chrono::milliseconds interval, std::function<void()> on_tick);
     // Blocks the signals for the whole process and delivers them here instead.
     Status on_signals(std::span<const int> signals, std::function<void(int)> handler);
 
-    void run();
+    // Runs until stop(); an error only when the loop itself fails (epoll_wait), after which
+    // nothing is watched any more. A signal that interrupts the wait is not an error.
+    Status run();
     void stop() { running_ = false; }
     // CLOCK_MONOTONIC ns of the last loop iteration, for health checks from other threads.
     std::uint64_t last_iteration_ns() const { return last_iteration_ns_.load(std::memory_order_relaxed); }

@@ -107,11 +107,11 @@ std::vector<std::string> default_route_interfaces()
     request.route.rtm_family = AF_UNSPEC; // both families in one dump
 
     std::vector<unsigned> ifindexes;
-    const int failed = netlink::exchange(request.header, [&](const nlmsghdr& message) {
+    const Status exchanged = netlink::exchange(request.header, [&](const nlmsghdr& message) {
         collect_default(&message, ifindexes);
         return message.nlmsg_type != NLMSG_ERROR;
     });
-    if (failed != 0) return {};
+    if (!exchanged) return {};
 
     std::vector<std::string> names;
     for (unsigned ifindex : ifindexes) {

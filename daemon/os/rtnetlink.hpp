@@ -2,6 +2,8 @@
 // Shared by the modules that query the kernel over NETLINK_ROUTE (tc filters, routes).
 #pragma once
 
+#include "os/result.hpp"
+
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 
@@ -22,8 +24,8 @@ void for_each_attribute(const void* data, std::size_t length, Visit visit)
 
 // Sends `request` (a whole message, nlmsg_len set) on a fresh NETLINK_ROUTE socket and hands
 // each answer with the request's sequence number to on_message, NLMSG_ERROR and NLMSG_DONE
-// included, until on_message returns false or NLMSG_DONE has been handed over. Returns 0, or
-// the errno of the socket call that failed.
-int exchange(const nlmsghdr& request, const std::function<bool(const nlmsghdr&)>& on_message);
+// included, until on_message returns false or NLMSG_DONE has been handed over. An error names
+// the socket call that failed and carries its errno.
+Status exchange(const nlmsghdr& request, const std::function<bool(const nlmsghdr&)>& on_message);
 
 } // namespace flowlat::netlink

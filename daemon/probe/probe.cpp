@@ -180,35 +180,39 @@ std::string missing_capabilities()
     return missing;
 }
 
-Result<std::unique_ptr<Probe>> Probe::load(const ProbeOptions& options, LoadError* load_error)
+Error load_failure(std::string what, int errno_value, const LogTail& log)
+{
+    Error error{std::move(what), errno_value};
+    if (log.lines.empty()) return error;
+    error.detail_title = log.verifier_log ? "verifier log (last " : "libbpf said (last ";
+    error.detail_title += std::to_string(log.lines.size());
+    if (log.total_lines > log.lines.size()) error.detail_title += " of " + std::to_string(log.total_lines);
+    error.detail_title += log.lines.size() == 1 ? " line)" : " lines)";
+    error.detail = log.lines;
+    return error;
+}
+
+Result<std::unique_ptr<Probe>> Probe::load(const ProbeOptions& options)
 {
     // libbpf's warnings are kept, not printed: a failure is reported once, by the caller, with
     // the log's tail (a rejected program's verifier log alone can be thousands of lines).
     LogCapture log;
-    // what: the operation, as Error carries it; headline: the same, as the start of the one line.
-    auto fail = [&](std::string what, std::string headline, int err) -> Error {
-        if (load_error != nullptr) *load_error = LoadError{std::move(headline), err, log.tail()};
-        return os_error(std::move(what), err);
-    };
+    // doing: the step, as the start of the one line ("loading the BPF program failed: ...").
+    auto fail = [&](const std::string& doing, int err) { return load_failure(doing + " failed", err, log.tail()); };
 
     ::flowlat_probe* skeleton = flowlat_probe__open();
-    if (skeleton == nullptr) return fail("open the embedded BPF object", "opening the embedded BPF object", errno);
+    if (skeleton == nullptr) return fail("opening the embedded BPF object", errno);
     std::unique_ptr<::flowlat_probe, void (*)(::flowlat_probe*)> guard(skeleton, flowlat_probe__destroy);
 
     skeleton->rodata->ring_wakeup_bytes = options.ring_wakeup_bytes;
-    if (int err = bpf_map__set_max_entries(skeleton->maps.flows, options.flow_table_size)) {
-        const std::string what = "set flow table size to " + std::to_string(options.flow_table_size);
-        return fail(what, "setting the flow table size to " + std::to_string(options.flow_table_size), -err);
-    }
-    if (int err = bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_size)) {
-        const std::string what = "set ring buffer size to " + std::to_string(options.ring_buffer_size);
-        return fail(what, "setting the ring buffer size to " + std::to_string(options.ring_buffer_size), -err);
-    }
+    if (int err = bpf_map__set_max_entries(skeleton->maps.flows, options.flow_table_size))
+        return fail("setting the flow table size to " + std::to_string(options.flow_table_size), -err);
+    if (int err = bpf_map__set_max_entries(skeleton->maps.events, options.ring_buffer_size))
+        return fail("setting the ring buffer size to " + std::to_string(options.ring_buffer_size), -err);
 
     if (int err = flowlat_probe__load(skeleton)) {
         const std::string program = log.tail().program;
-        return fail("load the BPF probe into the kernel",
-                    program.empty() ? "loading the BPF program" : "loading the BPF program " + program, -err);
+        return fail(program.empty() ? "loading the BPF program" : "loading the BPF program " + program, -err);
     }
 
     log.replay_warnings();

@@ -50,12 +50,10 @@ struct LogTail {
     std::size_t total_lines{0}; // lines in the whole log; lines holds the last of them
 };
 
-// Raised to the caller as the one line flowlatd prints before exiting 2 (plus the log's tail).
-struct LoadError {
-    std::string what; // what failed, e.g. "loading the BPF program failed"
-    int errno_value{0};
-    LogTail log;
-};
+// A failed load as the one Error flowlatd prints before exiting 2: what failed ("loading the BPF
+// program flowlat_ingress failed"), the errno, and the log's tail as the Error's detail, titled
+// "verifier log (last 25 of 812 lines)" or "libbpf said (last 2 lines)".
+Error load_failure(std::string what, int errno_value, const LogTail& log);
 
 // While alive, libbpf's messages on this thread are kept here instead of being printed, so a
 // failed load is reported once, with the tail, and not as hundreds of warning lines.
@@ -88,7 +86,8 @@ private:
 
 class Probe {
 public:
-    static Result<std::unique_ptr<Probe>> load(const ProbeOptions& options, LoadError* load_error);
+    // On failure the Error carries the log's tail (load_failure).
+    static Result<std::unique_ptr<Probe>> load(const ProbeOptions& options);
     ~Probe();
     Probe(const Probe&) = delete;
     Probe& operator=(const Probe&) = delete;

@@ -21,15 +21,14 @@ constexpr std::chrono::milliseconds drain_interval{100};
 
 } // namespace
 
-Result<std::unique_ptr<ProbeSession>> ProbeSession::start(const ProbeOptions& options, EventLoop& loop,
-                                                          EventSink sink, LoadError* load_error)
+Result<std::unique_ptr<ProbeSession>> ProbeSession::start(std::unique_ptr<Probe> probe, EventLoop& loop,
+                                                          EventSink sink)
 {
+    const ProbeOptions options = probe->options();
     std::unique_ptr<ProbeSession> session(new ProbeSession());
     session->sink_ = sink;
     session->slot_ = options.attach_slot;
-    auto probe = Probe::load(options, load_error);
-    if (!probe) return probe.error();
-    session->probe_ = std::move(probe).value();
+    session->probe_ = std::move(probe);
     auto reader = EventReader::open(session->probe_->ring_buffer_fd(), std::move(sink));
     if (!reader) return reader.error();
     session->reader_ = std::move(reader).value();

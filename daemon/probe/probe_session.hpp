@@ -18,14 +18,14 @@
 namespace flowlat::probe {
 
 // How often both modes check their hooks for removal by someone else (drop_lost_attachments)
-// and retry attachments that failed.
+// and retry attachments that failed (hook_healer.hpp).
 inline constexpr std::chrono::seconds attachment_check_interval{5};
 
 class ProbeSession {
 public:
-    // Loads the probe; on a kernel rejection *load_error carries the verifier log's tail.
-    static Result<std::unique_ptr<ProbeSession>> start(const ProbeOptions& options, EventLoop& loop,
-                                                       EventSink sink, LoadError* load_error);
+    // Runs a loaded probe (Probe::load): its ring reader and timeout sweep, on `loop`.
+    static Result<std::unique_ptr<ProbeSession>> start(std::unique_ptr<Probe> probe, EventLoop& loop,
+                                                       EventSink sink);
     ~ProbeSession();
 
     Status attach(const interfaces::Interface& interface);

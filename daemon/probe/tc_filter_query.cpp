@@ -73,7 +73,7 @@ Result<std::optional<ClsBpfFilter>> query_cls_bpf_filter(unsigned ifindex, bool 
 
     std::optional<ClsBpfFilter> found;
     int refused = 0;
-    const int failed = netlink::exchange(request.header, [&](const nlmsghdr& message) {
+    const Status exchanged = netlink::exchange(request.header, [&](const nlmsghdr& message) {
         if (message.nlmsg_type == RTM_NEWTFILTER) {
             found = parse_filter(&message);
             return true;
@@ -89,7 +89,7 @@ Result<std::optional<ClsBpfFilter>> query_cls_bpf_filter(unsigned ifindex, bool 
             refused = error;
         return false;
     });
-    if (failed != 0) return os_error(what, failed);
+    if (!exchanged) return os_error(what + ": " + exchanged.error().what, exchanged.error().errno_value);
     if (refused != 0) return os_error(what, refused);
     return found;
 }

@@ -60,7 +60,7 @@ std::unique_ptr<probe::Probe> load(std::uint64_t timeout_ns)
     probe::ProbeOptions options;
     options.flow_table_size = 1024;
     options.handshake_timeout_ns = timeout_ns;
-    auto loaded = probe::Probe::load(options, nullptr);
+    auto loaded = probe::Probe::load(options);
     REQUIRE(loaded.ok());
     return std::move(loaded).value();
 }

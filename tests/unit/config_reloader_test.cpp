@@ -91,7 +91,7 @@ TEST_CASE("reloads during a reload are coalesced into one more, applied on the l
     CHECK(reloads.running());
     gate.release();
     REQUIRE(events.every(std::chrono::seconds(20), [&] { events.stop(); })); // a safety net, not a timing
-    events.run();
+    REQUIRE(events.run().ok());
 
     CHECK(loads == 2);
     CHECK(loaded_off_loop);
@@ -146,6 +146,6 @@ TEST_CASE("a load that throws is a failed reload with the reason", "[reload]")
     REQUIRE(reloader);
     REQUIRE(reloader.value()->request());
     REQUIRE(events.every(std::chrono::seconds(20), [&] { events.stop(); }));
-    events.run();
+    REQUIRE(events.run().ok());
     CHECK(reasons == std::vector<std::string>{"reload: out of memory"});
 }

@@ -1,10 +1,10 @@
 // libbpf's output during a load: kept, not printed, and reported once as the log's tail.
 #include "probe/probe.hpp"
 #include "app/startup.hpp"
+#include "log_sink.hpp"
 
 #include <bpf/libbpf.h>
 #include <catch2/catch.hpp>
-#include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <sstream>
@@ -22,25 +22,6 @@ std::string verifier_message(int lines, const char* program = "flowlat_ingress")
     message += "R2 invalid mem access 'scalar'\nprocessed 4821 insns (limit 1000000)\n";
     return message + "-- END PROG LOAD LOG --\n";
 }
-
-// Routes the default logger into a string for the test's lifetime.
-class LogSink {
-public:
-    LogSink() : previous_(spdlog::default_logger())
-    {
-        auto logger = std::make_shared<spdlog::logger>(
-            "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(text_, true));
-        logger->set_pattern("%l %v");
-        logger->set_level(spdlog::level::info);
-        spdlog::set_default_logger(logger);
-    }
-    ~LogSink() { spdlog::set_default_logger(previous_); }
-    std::string text() const { return text_.str(); }
-
-private:
-    std::shared_ptr<spdlog::logger> previous_;
-    std::ostringstream text_;
-};
 
 } // namespace
 
@@ -92,23 +73,32 @@ TEST_CASE("a load failure is one error line followed by the indented tail")
 {
     probe::LogCapture capture;
     capture.add(true, verifier_message(100));
-    probe::LoadError error{"loading the BPF program flowlat_ingress", EACCES, capture.tail(25)};
-    const startup::Failure failure = startup::load_failure(error);
-    CHECK(failure.line == "flowlatd: loading the BPF program flowlat_ingress failed: Permission denied;"
-                          " verifier log (last 25 of 102 lines):");
-    std::istringstream detail(failure.detail);
+    const Error error = probe::load_failure("loading the BPF program flowlat_ingress failed", EACCES, capture.tail(25));
+    CHECK(error.message() == "loading the BPF program flowlat_ingress failed: Permission denied");
+    CHECK(error.detail.size() == 25);
+    std::istringstream text(startup::report_text(error));
+    std::string line;
+    std::getline(text, line);
+    CHECK(line == "flowlatd: loading the BPF program flowlat_ingress failed: Permission denied;"
+                  " verifier log (last 25 of 102 lines):");
     int lines = 0;
-    for (std::string line; std::getline(detail, line); ++lines) CHECK(line.starts_with("    "));
+    std::string last;
+    for (; std::getline(text, line); ++lines) {
+        CHECK(line.starts_with("    "));
+        last = line;
+    }
     CHECK(lines == 25);
-    CHECK(failure.detail.ends_with("    processed 4821 insns (limit 1000000)\n"));
+    CHECK(last == "    processed 4821 insns (limit 1000000)");
 
-    probe::LoadError plain{"opening the embedded BPF object", ENOMEM, {}};
-    CHECK(startup::load_failure(plain).line == "flowlatd: opening the embedded BPF object failed: Cannot allocate memory");
-    CHECK(startup::load_failure(plain).detail.empty());
+    const Error plain = probe::load_failure("opening the embedded BPF object failed", ENOMEM, {});
+    CHECK(startup::report_text(plain) == "flowlatd: opening the embedded BPF object failed: Cannot allocate memory\n");
+    CHECK(plain.detail.empty());
 
-    probe::LoadError one_warning{"loading the BPF program", EPERM, {false, "", {"failed to load object 'x'"}, 1}};
-    CHECK(startup::load_failure(one_warning).line ==
-          "flowlatd: loading the BPF program failed: Operation not permitted; libbpf said (last 1 line):");
+    const Error one_warning =
+        probe::load_failure("loading the BPF program failed", EPERM, {false, "", {"failed to load object 'x'"}, 1});
+    CHECK(startup::report_text(one_warning) ==
+          "flowlatd: loading the BPF program failed: Operation not permitted; libbpf said (last 1 line):\n"
+          "    failed to load object 'x'\n");
 }
 
 TEST_CASE("while a capture runs libbpf's warnings reach it, not the log; a success replays them")
