@@ -2,6 +2,7 @@
 #include "os/clock.hpp"
 
 #include "os/abstract_lock.hpp"
+#include "os/capabilities.hpp"
 #include "aggregate/aggregator.hpp"
 #include "export/http_server.hpp"
 #include "aggregate/label_policy.hpp"
@@ -176,9 +177,15 @@ int Daemon::run()
         reload_success_timestamp_ = unix_now_seconds();
     }
 
+    // Attached, and no other thread yet: only healing and reloads need privileges from now on.
+    if (auto kept = capabilities::keep_only(capabilities::kept_after_attach()); kept)
+        spdlog::info("capabilities kept: {}", capabilities::names(kept.value().effective));
+    else
+        spdlog::warn("cannot drop capabilities: {}", kept.error().message());
+
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report({"flowlatd: cannot " + http.error().message(), ""});
-        return 2;
+        return 75; // EX_TEMPFAIL: the port may be free in a moment; the unit retries 75, not 1 or 2
     }
 
     loop_->every(std::chrono::seconds(1), [this] { refresh_status(); });
