@@ -66,9 +66,11 @@ for package in $(comm -13 <(echo "$installed_before") <(echo "$installed_after")
     name=$(basename "$unit")
     # Template units (foo@.service) are enabled only as instances; skip them.
     [[ "$name" == *@.* ]] && continue
-    if as_root deb-systemd-helper --quiet was-enabled "$name" 2>/dev/null; then
+    # systemctl works on the unit files whether or not systemd runs; a package upgrade
+    # then keeps the unit disabled (its postinst re-enables only what was enabled).
+    if [ "$(systemctl is-enabled "$name" 2>/dev/null)" = enabled ]; then
       echo "build-deps.sh: disabling $name (installed by $package for the tests only)"
-      as_root deb-systemd-helper disable "$name" >/dev/null 2>&1 || true
+      as_root systemctl disable --quiet "$name" || true
     fi
   done
 done
