@@ -165,7 +165,7 @@ systemctl start flowlatd; start_rc=$?
 exit_status=$(systemctl show -p ExecMainStatus --value flowlatd)
 wait $holder
 check port_busy_exit75 "[ $start_rc != 0 ] && [ \"$exit_status\" = 75 ] && journal | grep -q 'cannot listen on :10435'" "rc=$start_rc ExecMainStatus=$exit_status"
-check port_busy_retried "wait_for 40 'systemctl is-active --quiet flowlatd' && [ \"$(systemctl show -p NRestarts --value flowlatd)\" -gt $restarts ]" "$(systemctl show -p ActiveState,Result,NRestarts flowlatd | tr '\n' ' ')"
+check port_busy_retried "wait_for 40 'systemctl is-active --quiet flowlatd' && [ \"\$(systemctl show -p NRestarts --value flowlatd)\" -gt $restarts ]" "$(systemctl show -p ActiveState,Result,NRestarts flowlatd | tr '\n' ' ')"
 
 check journal "journal | grep -q 'ready: probing fsd0' && journal | grep -q 'serving /metrics'" "$(journal | head -5 | tr '\n' '|')"
 journalctl -u flowlatd --no-pager > /var/lib/flowlat-test/journal.txt 2>&1
