@@ -18,9 +18,19 @@ public:
 
     void error(const YAML::Mark& mark, const std::string& key, const std::string& message)
     {
-        std::string where = source_;
-        if (!mark.is_null()) where += ":" + std::to_string(mark.line + 1) + ":" + std::to_string(mark.column + 1);
-        errors.push_back(where + ": " + key + ": " + message);
+        // Appended piece by piece: GCC 12 at -O3 flags `":" + std::to_string(...)` with a false -Wrestrict.
+        std::string line = source_;
+        if (!mark.is_null()) {
+            line += ':';
+            line += std::to_string(mark.line + 1);
+            line += ':';
+            line += std::to_string(mark.column + 1);
+        }
+        line += ": ";
+        line += key;
+        line += ": ";
+        line += message;
+        errors.push_back(std::move(line));
     }
 
     // The keys of a mapping, each checked against `known`; false when `node` is not a mapping.
