@@ -97,7 +97,7 @@ std::string timestamp(std::chrono::system_clock::time_point time)
     const std::time_t whole = static_cast<std::time_t>(seconds.count());
     std::tm utc{};
     ::gmtime_r(&whole, &utc);
-    char text[40];
+    char text[96]; // room for any int year, which -Wformat-truncation asks for
     std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
                   utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis));
     return text;

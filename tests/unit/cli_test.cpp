@@ -52,7 +52,7 @@ TEST_CASE("exporter flags", "[cli]")
     CHECK(options.value().config_check);
 }
 
-TEST_CASE("--log.format takes logfmt or json", "[cli][logging]")
+TEST_CASE("the log format flag takes logfmt or json", "[cli][logging]")
 {
     CHECK_FALSE(parse({}).value().log_format);
     CHECK(*parse({"--log.format=json"}).value().log_format == "json");
