@@ -33,7 +33,10 @@ int main(int argc, char** argv)
         return 0;
     }
 
-    flowlat::logging::setup(options.log_level.value_or("info"));
+    // The flag's format from the first line on; daemon mode then applies the config file's.
+    flowlat::logging::setup(options.log_level.value_or("info"),
+                            flowlat::logging::parse_format(options.log_format.value_or("logfmt"))
+                                .value_or(flowlat::logging::Format::logfmt));
     flowlat::probe::route_libbpf_logging();
 
     // A bug must not abort (no core, no detach, an undefined exit status): unwinding to here

@@ -11,7 +11,7 @@ namespace flowlat::cli {
 namespace {
 
 enum class Flag { config_file, config_check, listen_address, log_level, interface, print, handshake_timeout,
-                  version, help, web_config_file, telemetry_path, max_requests };
+                  version, help, web_config_file, telemetry_path, max_requests, log_format };
 
 struct FlagSpec {
     std::string_view name;
@@ -19,7 +19,7 @@ struct FlagSpec {
     bool takes_value;
 };
 
-constexpr std::array<FlagSpec, 13> flags{{
+constexpr std::array<FlagSpec, 14> flags{{
     {"--config.file", Flag::config_file, true},
     {"--config.check", Flag::config_check, false},
     {"--web.listen-address", Flag::listen_address, true},
@@ -27,6 +27,7 @@ constexpr std::array<FlagSpec, 13> flags{{
     {"--web.telemetry-path", Flag::telemetry_path, true},
     {"--web.max-requests", Flag::max_requests, true},
     {"--log.level", Flag::log_level, true},
+    {"--log.format", Flag::log_format, true},
     {"--interface", Flag::interface, true},
     {"--print", Flag::print, false}, // optional value, only as --print=MODE
     {"--handshake-timeout", Flag::handshake_timeout, true},
@@ -76,6 +77,10 @@ Result<Options> parse_arguments(std::span<const std::string_view> arguments)
                 return bad("--log.level: '" + *value + "' is not one of " + levels + " (warn may be spelt warning)");
             }
             options.log_level = logging::canonical_level(*value);
+            break;
+        case Flag::log_format:
+            if (!logging::parse_format(*value)) return bad("--log.format: '" + *value + "' is not logfmt or json");
+            options.log_format = *value;
             break;
         case Flag::interface: options.interfaces.push_back(*value); break;
         case Flag::print:
@@ -133,6 +138,8 @@ Flags:
   --web.telemetry-path=PATH    where the metrics are served (default /metrics)
   --web.max-requests=N         scrapes served at once, more get 503; 0: no limit (default 40)
   --log.level=LEVEL            trace, debug, info, warn (or warning), error, critical or off
+  --log.format=FORMAT          logfmt or json lines on stderr (default logfmt; under systemd
+                               the journal is used and keeps its own fields)
   --interface=IFACE            interface name or glob to probe, repeatable
                                (default: the interfaces of the default route)
   --print[=text|json]          print each handshake in the foreground instead of serving

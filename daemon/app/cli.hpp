@@ -23,6 +23,7 @@ struct Options {
     std::string telemetry_path{"/metrics"};
     int max_requests{40};
     std::optional<std::string> log_level;
+    std::optional<std::string> log_format;
     std::vector<std::string> interfaces;
     std::optional<print::PrintMode> print;
     std::optional<std::chrono::milliseconds> handshake_timeout;

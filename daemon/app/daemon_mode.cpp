@@ -391,6 +391,7 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         spdlog::warn("flow_table_size, ring_buffer_size and handshake_timeout take effect after a restart");
 
     logging::set_level(next.log_level);
+    if (auto format = logging::parse_format(next.log_format)) logging::set_format(*format);
     aggregator_.set_policy(std::move(next_policy));
     for (const auto& warning : aggregator_.set_settings(aggregation::Settings::from(next)))
         spdlog::warn("{}", warning);
@@ -509,6 +510,7 @@ int run_daemon_mode(const cli::Options& options)
         return 1;
     }
     logging::set_level(loaded.config->log_level);
+    if (auto format = logging::parse_format(loaded.config->log_format)) logging::set_format(*format);
     spdlog::info("flowlatd {} starting with {}", FLOWLAT_VERSION, loaded.config->source);
     Daemon daemon(options, std::move(*loaded.config));
     return daemon.run();

@@ -23,10 +23,11 @@ struct FlagKey {
     std::string_view flag;
     bool list; // repeatable: a problem names the value at fault, "--interface=eth/0"
 };
-constexpr std::array<FlagKey, 4> kFlagKeys{{
+constexpr std::array<FlagKey, 5> kFlagKeys{{
     {"interfaces", "--interface", true},
     {"web.listen_addresses", "--web.listen-address", true},
     {"log.level", "--log.level", false},
+    {"log.format", "--log.format", false},
     {"handshake_timeout", "--handshake-timeout", false},
 }};
 
@@ -35,6 +36,7 @@ bool given(const FlagKey& flag, const cli::Options& options)
     if (flag.key == "interfaces") return !options.interfaces.empty();
     if (flag.key == "web.listen_addresses") return !options.listen_addresses.empty();
     if (flag.key == "log.level") return options.log_level.has_value();
+    if (flag.key == "log.format") return options.log_format.has_value();
     return options.handshake_timeout.has_value();
 }
 
@@ -75,6 +77,7 @@ EffectiveConfig load_effective_config(const cli::Options& options)
     if (!options.interfaces.empty()) effective.interfaces = options.interfaces;
     if (!options.listen_addresses.empty()) effective.listen_addresses = options.listen_addresses;
     if (options.log_level) effective.log_level = *options.log_level;
+    if (options.log_format) effective.log_format = *options.log_format;
     if (options.handshake_timeout) effective.handshake_timeout = *options.handshake_timeout;
     // The file was valid on its own: what fails now is a flag's value.
     auto diagnostics = config::validate(effective);

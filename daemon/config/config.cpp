@@ -247,6 +247,12 @@ std::optional<std::string> check_log_level(std::string_view level)
     return "unknown log level " + quote(level) + " (expected " + expected + ")";
 }
 
+std::optional<std::string> check_log_format(std::string_view format)
+{
+    if (logging::parse_format(format)) return std::nullopt;
+    return "unknown log format " + quote(format) + " (expected logfmt or json)";
+}
+
 } // namespace
 
 std::optional<std::string> detail::check_ring_buffer_size(std::uint64_t bytes)
@@ -549,6 +555,7 @@ std::vector<Diagnostic> validate(const Config& config)
                [](const std::string& address) { return check_listen_address(address); });
 
     if (auto problem = check_log_level(config.log_level)) add("log.level", *problem);
+    if (auto problem = check_log_format(config.log_format)) add("log.format", *problem);
 
     if (config.buckets.empty())
         add("buckets", "must list at least one boundary (leave the key out for the defaults)");

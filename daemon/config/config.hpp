@@ -93,6 +93,7 @@ struct Config {
     std::uint32_t flow_table_size{FLOWLAT_DEFAULT_FLOW_TABLE_SIZE};
     std::uint32_t ring_buffer_size{FLOWLAT_DEFAULT_RING_BUFFER_SIZE};
     std::string log_level{"info"};
+    std::string log_format{"logfmt"}; // or "json"; stderr only, the journal keeps its fields
 };
 
 // Roughly exponential from 50 µs to 10 s (1, 2.5, 5 in each decade: 17 bounds), written as

@@ -296,8 +296,14 @@ void Parser::parse_web(const Item& item, Config& config)
 
 void Parser::parse_log(const Item& item, Config& config)
 {
-    for (const auto& entry : entries(item, {"level"}))
-        if (auto level = string(entry)) config.log_level = std::move(*level);
+    for (const auto& entry : entries(item, {"level", "format"})) {
+        auto value = string(entry);
+        if (!value) continue;
+        if (entry.path.ends_with(".level"))
+            config.log_level = std::move(*value);
+        else
+            config.log_format = std::move(*value);
+    }
 }
 
 void Parser::parse_buckets(const Item& item, Config& config)

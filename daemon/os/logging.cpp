@@ -1,13 +1,132 @@
 #include "os/logging.hpp"
 
+#include <spdlog/formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <memory>
 
 namespace flowlat::logging {
+
+namespace {
+
+std::atomic<bool> to_journal{false};
+
+// The length of the valid UTF-8 sequence that starts text, or 0 when it does not start one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+std::size_t utf8_length(std::string_view text)
+{
+    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    const unsigned char lead = byte(0);
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+        length = 2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+        length = 3;
+        if (lead == 0xe0) low = 0xa0;
+        if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+        length = 4;
+        if (lead == 0xf0) low = 0x90;
+        if (lead == 0xf4) high = 0x8f;
+    } else {
+        return 0;
+    }
+    if (text.size() < length) return 0;
+    if (byte(1) < low || byte(1) > high) return 0;
+    for (std::size_t i = 2; i < length; ++i)
+        if (byte(i) < 0x80 || byte(i) > 0xbf) return 0;
+    return length;
+}
+
+// Appends text inside double quotes with the escapes that JSON defines; logfmt readers
+// (go-logfmt, Loki, lnav) unquote the same set.
+void append_quoted(std::string& out, std::string_view text)
+{
+    out += '"';
+    for (std::size_t i = 0; i < text.size();) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x80) {
+            const std::size_t length = utf8_length(text.substr(i));
+            if (length == 0) {
+                out += "\\ufffd";
+                ++i;
+            } else {
+                out += text.substr(i, length);
+                i += length;
+            }
+            continue;
+        }
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                char escaped[8];
+                std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+                out += escaped;
+            } else {
+                out += static_cast<char>(c);
+            }
+        }
+        ++i;
+    }
+    out += '"';
+}
+
+// RFC 3339 in UTC with milliseconds, as Prometheus prints ts.
+std::string timestamp(std::chrono::system_clock::time_point time)
+{
+    const auto since_epoch = time.time_since_epoch();
+    const auto seconds = std::chrono::floor<std::chrono::seconds>(since_epoch);
+    const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds).count();
+    const std::time_t whole = static_cast<std::time_t>(seconds.count());
+    std::tm utc{};
+    ::gmtime_r(&whole, &utc);
+    char text[96]; // room for any int year, which -Wformat-truncation asks for
+    std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                  utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis));
+    return text;
+}
+
+std::string_view level_name(spdlog::level::level_enum level)
+{
+    const auto index = static_cast<std::size_t>(level);
+    return index < level_names.size() ? level_names[index] : std::string_view("info");
+}
+
+class LineFormatter final : public spdlog::formatter {
+public:
+    explicit LineFormatter(Format format) : format_(format) {}
+
+    void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override
+    {
+        const std::string line = format_line(format_, msg.time, level_name(msg.level),
+                                             std::string_view(msg.payload.data(), msg.payload.size()));
+        dest.append(line.data(), line.data() + line.size());
+    }
+
+    std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<LineFormatter>(format_); }
+
+private:
+    Format format_;
+};
+
+} // namespace
 
 std::string_view canonical_level(std::string_view level)
 {
@@ -19,16 +138,52 @@ bool is_level(std::string_view level)
     return std::find(level_names.begin(), level_names.end(), canonical_level(level)) != level_names.end();
 }
 
-void setup(std::string_view level)
+std::optional<Format> parse_format(std::string_view name)
+{
+    if (name == "logfmt") return Format::logfmt;
+    if (name == "json") return Format::json;
+    return std::nullopt;
+}
+
+std::string format_line(Format format, std::chrono::system_clock::time_point time, std::string_view level,
+                        std::string_view message)
+{
+    std::string line;
+    line.reserve(message.size() + 64);
+    const std::string ts = timestamp(time);
+    if (format == Format::json) {
+        line += R"({"ts":")";
+        line += ts;
+        line += R"(","level":")";
+        line += level;
+        line += R"(","msg":)";
+        append_quoted(line, message);
+        line += "}\n";
+    } else {
+        line += "ts=";
+        line += ts;
+        line += " level=";
+        line += level;
+        line += " msg=";
+        append_quoted(line, message);
+        line += '\n';
+    }
+    return line;
+}
+
+void setup(std::string_view level, Format format)
 {
     std::shared_ptr<spdlog::logger> logger;
     if (std::getenv("JOURNAL_STREAM") != nullptr) {
+        // The journal stores the priority and the time as fields of its own.
         auto sink = std::make_shared<spdlog::sinks::systemd_sink_mt>("flowlatd");
         logger = std::make_shared<spdlog::logger>("flowlatd", sink);
         logger->set_pattern("%v");
+        to_journal = true;
     } else {
         logger = std::make_shared<spdlog::logger>("flowlatd", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+        logger->set_formatter(std::make_unique<LineFormatter>(format));
+        to_journal = false;
     }
     spdlog::set_default_logger(logger);
     set_level(level);
@@ -38,6 +193,12 @@ void set_level(std::string_view level)
 {
     spdlog::set_level(spdlog::level::from_str(std::string(canonical_level(level))));
     spdlog::flush_on(spdlog::level::trace);
+}
+
+void set_format(Format format)
+{
+    if (to_journal) return;
+    spdlog::default_logger()->set_formatter(std::make_unique<LineFormatter>(format));
 }
 
 } // namespace flowlat::logging

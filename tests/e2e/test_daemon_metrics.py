@@ -300,7 +300,7 @@ def body() -> None:
 
     rc, took = fl.terminate_timed()
     chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
-    errors = [l for _, l in fl.stderr if l.split(" ")[1:2] in (["error"], ["critical"])]
+    errors = [l for _, l in fl.stderr if l.split(" ")[1:2] in (["level=error"], ["level=critical"])]
     chk.check(not errors, f"flowlatd logged errors: {errors}")
     chk.note(f"SIGTERM -> exit in {took:.2f}s")
     chk.finish()

@@ -52,6 +52,13 @@ TEST_CASE("exporter flags", "[cli]")
     CHECK(options.value().config_check);
 }
 
+TEST_CASE("the log format flag takes logfmt or json", "[cli][logging]")
+{
+    CHECK_FALSE(parse({}).value().log_format);
+    CHECK(*parse({"--log.format=json"}).value().log_format == "json");
+    CHECK(*parse({"--log.format", "logfmt"}).value().log_format == "logfmt");
+}
+
 TEST_CASE("argument errors name the flag at fault", "[cli]")
 {
     struct Case {
@@ -64,6 +71,8 @@ TEST_CASE("argument errors name the flag at fault", "[cli]")
         {{"--interface="}, "flag --interface needs a value"},
         {{"--print=xml"}, "--print: 'xml' is not text or json"},
         {{"--log.level=loud"}, "--log.level: 'loud' is not one of"},
+        {{"--log.format=text"}, "--log.format: 'text' is not logfmt or json"},
+        {{"--log.format="}, "flag --log.format needs a value"},
         {{"--handshake-timeout=soon"}, "--handshake-timeout: 'soon' is not a positive duration"},
         {{"--handshake-timeout=0"}, "--handshake-timeout: '0' is not a positive duration"},
         {{"--version=2"}, "flag --version takes no value"},

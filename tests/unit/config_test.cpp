@@ -64,6 +64,7 @@ void require_same(const Config& a, const Config& b)
     CHECK(a.flow_table_size == b.flow_table_size);
     CHECK(a.ring_buffer_size == b.ring_buffer_size);
     CHECK(a.log_level == b.log_level);
+    CHECK(a.log_format == b.log_format);
 }
 
 Cidr cidr(const char* text)
@@ -140,6 +141,7 @@ TEST_CASE("embedded_default: documented values and valid", "[config]")
     CHECK(config.flow_table_size == 65536);
     CHECK(config.ring_buffer_size == 1024u * 1024u);
     CHECK(config.log_level == "info");
+    CHECK(config.log_format == "logfmt");
     CHECK(validate(config).empty());
 }
 
@@ -384,6 +386,12 @@ TEST_CASE("each key on its own", "[config]")
         for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"})
             CHECK(parse_ok(std::string("log: {level: ") + level + "}").log_level == level);
     }
+    SECTION("log.format")
+    {
+        for (const char* format : {"logfmt", "json"})
+            CHECK(parse_ok(std::string("log: {format: ") + format + "}").log_format == format);
+        CHECK(parse_ok("log: {level: debug, format: json}").log_level == "debug");
+    }
     SECTION("buckets")
     {
         CHECK(parse_ok("buckets: [1]").buckets == std::vector<double>{1});
@@ -582,6 +590,10 @@ TEST_CASE("every error, with its position and message", "[config]")
           "critical or off)"}},
         {"log level is a list", "log: {level: [info]}\n",
          {"t.yaml:1:14: log.level: expected a string, got a list"}},
+        {"unknown log format", "log:\n  format: text\n",
+         {"t.yaml:2:11: log.format: unknown log format \"text\" (expected logfmt or json)"}},
+        {"log format is a list", "log: {format: [json]}\n",
+         {"t.yaml:1:15: log.format: expected a string, got a list"}},
         {"log level missing", "log:\n  level:\n",
          {"t.yaml:2:3: log.level: missing value (leave the key out to use the default)"}},
 
