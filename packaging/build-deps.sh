@@ -12,7 +12,7 @@ build_packages=(
   libssl-dev libcrypt-dev dpkg-dev
 )
 test_packages=(
-  catch2 iproute2 python3 python3-scapy tshark prometheus curl iperf3 hyperfine procps wrk
+  catch2 iproute2 python3 python3-scapy python3-yaml tshark prometheus curl iperf3 hyperfine procps wrk
 )
 
 sudo_if_needed apt-get update -q
