@@ -181,8 +181,7 @@ def body() -> None:
             "direction": "outbound", "peer": grafana_regex(N.PEER_V6), "port": "5002", "datasource": "unused"})
 
     prom.close()
-    rc, _ = fl.terminate_timed()
-    chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
+    fl.check_clean_exit(chk)
     chk.finish()
 
 

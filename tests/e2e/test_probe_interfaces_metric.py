@@ -41,8 +41,7 @@ def body() -> None:
               f"flowlat_probe_attached{{interface={lab.client_if}}} = "
               f"{m.value('flowlat_probe_attached', interface=lab.client_if)}")
 
-    rc, _ = fl.terminate_timed()
-    chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{fl.stderr_text()[-2000:]}")
+    fl.check_clean_exit(chk)
     chk.finish()
 
 

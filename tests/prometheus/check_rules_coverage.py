@@ -73,10 +73,9 @@ def main() -> int:
     for metric in sorted(used - documented):
         problems.append(f"rules read {metric}, which docs/metrics.md does not document")
 
-    for p in problems:
-        print(p)
-    print(f"{len(alerts)} alerts, {len(used)} metrics read: {'OK' if not problems else f'{len(problems)} problems'}")
-    return 1 if problems else 0
+    summary = f"{len(alerts)} alerts, {len(used)} metrics read, {len(problems)} problems"
+    sys.stdout.write("".join(f"{line}\n" for line in [*problems, summary]))
+    return min(len(problems), 1)
 
 
 if __name__ == "__main__":
