@@ -7,7 +7,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-bash packaging/build-deps.sh
+bash packaging/build-deps.sh --test
 # The tested build, and a Release build that is only compiled: -O3 raises warnings that
 # -O2 does not, and a distribution builds with its own optimisation flags.
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFLOWLAT_WERROR=ON

@@ -140,7 +140,8 @@ Flags:
   --version                    print the version and exit
   -h, --help                   print this help and exit
 
-Exit codes: 0 success, 1 invalid configuration, 2 usage or start-up error.
+Exit codes: 0 success, 1 invalid configuration, 2 usage or start-up error,
+3 internal error, 75 a listen address cannot be bound (try again).
 )";
 }
 

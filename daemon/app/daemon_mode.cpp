@@ -3,6 +3,7 @@
 #include "os/clock.hpp"
 
 #include "os/abstract_lock.hpp"
+#include "os/capabilities.hpp"
 #include "aggregate/aggregator.hpp"
 #include "export/http_server.hpp"
 #include "export/web_config.hpp"
@@ -187,6 +188,12 @@ int Daemon::run()
         reload_success_timestamp_ = unix_now_seconds();
     }
 
+    // Attached, and no other thread yet: only healing and reloads need privileges from now on.
+    if (auto kept = capabilities::keep_only(capabilities::kept_after_attach()); kept)
+        spdlog::info("capabilities kept: {}", capabilities::names(kept.value().effective));
+    else
+        spdlog::warn("cannot drop capabilities: {}", kept.error().message());
+
     if (options_.web_config_file) {
         auto web = web::load_web_config(*options_.web_config_file);
         if (!web.config) {
@@ -198,7 +205,7 @@ int Daemon::run()
     }
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report(startup::cannot(http.error()));
-        return 2;
+        return 75; // EX_TEMPFAIL: the port may be free in a moment; the unit retries 75, not 1 or 2
     }
     // A timer that is not armed is a job that never runs: without the watchdog's, systemd
     // would kill a healthy daemon; start-up fails instead.

@@ -132,6 +132,13 @@ def remove_cgroup(path: str) -> None:
     processes are gone once unshare returned (the PID namespace died with systemd)."""
     if not os.path.isdir(path):
         return
+    # After a timeout systemd may still run: end every process of the test's cgroup (and only
+    # those), then wait for the tree to empty.
+    try:
+        with open(os.path.join(path, "cgroup.kill"), "w") as f:
+            f.write("1")
+    except OSError:
+        pass
     for _ in range(50):
         for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
             try:
@@ -142,6 +149,76 @@ def remove_cgroup(path: str) -> None:
             return
         time.sleep(0.1)
     print(f"test_systemd_unit: warning: could not remove {path}", file=sys.stderr)
+
+
+def run_booted(name: str, files: dict, timeout: float, inspect) -> int:
+    """Boots systemd on a fresh overlay of / and returns inspect(upper, output, elapsed), called
+    while the overlay's upper layer (everything the booted system wrote) still exists.
+
+    files maps a path in the booted system to (text, source, mode): the text, or the file to
+    copy, placed in the upper layer before the boot. The driver unit
+    (flowlat-test-driver.service, running /usr/local/bin/flowlat-test-driver) is added here."""
+    root = tempfile.mkdtemp(prefix=f"flowlat-{name}-")
+    cgroup = os.path.join(CGROUP2, f"flowlat-{name}-{os.getpid()}")
+    try:
+        upper = os.path.join(root, "upper")
+        for d in ("upper", "work", "merged"):
+            os.makedirs(os.path.join(root, d))
+        files = dict(files)
+        files["/etc/systemd/system/flowlat-test-driver.service"] = (DRIVER_UNIT, None, 0o644)
+        # Files placed in the upper layer appear in the booted system; nothing else is written.
+        for path, (text, source, mode) in files.items():
+            target = os.path.join(upper, path.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if source:
+                shutil.copyfile(source, target)
+            else:
+                with open(target, "w") as f:
+                    f.write(text)
+            os.chmod(target, mode)
+        boot = os.path.join(root, "boot.sh")
+        with open(boot, "w") as f:
+            f.write(BOOT)
+
+        os.makedirs(cgroup)
+        started = time.monotonic()
+        proc = subprocess.run(
+            ["unshare", "--fork", "--kill-child", "--pid", "--mount", "--net", "--uts", "--ipc", "--cgroup",
+             "bash", boot, root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+            preexec_fn=lambda: enter_cgroup(cgroup))
+        return inspect(upper, proc.stdout.decode(errors="replace"), time.monotonic() - started)
+    except subprocess.TimeoutExpired as timeout_error:
+        output = (timeout_error.output or b"").decode(errors="replace")
+        print(f"{name}: the booted system did not power off within {timeout:.0f} s")
+        return inspect(upper, output, timeout)
+    finally:
+        subprocess.run(["umount", "-l", os.path.join(root, "merged")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)
+        remove_cgroup(cgroup)
+
+
+def report(name: str, upper: str, output: str, elapsed: float) -> int:
+    """Prints the driver's "check ok|FAIL" lines and the service's journal on failure."""
+    results_path = os.path.join(upper, "var/lib/flowlat-test/results")
+    if not os.path.exists(results_path):
+        print(output[-4000:])
+        print(f"{name}: FAIL: the driver wrote no results")
+        return 1
+    lines = open(results_path).read().split("\n")
+    print(f"systemd boot and checks took {elapsed:.1f} s")
+    for line in lines:
+        if line:
+            print("  " + line)
+    journal = os.path.join(upper, "var/lib/flowlat-test/journal.txt")
+    failed = [l for l in lines if " FAIL" in l]
+    if failed or "done" not in lines:
+        if os.path.exists(journal):
+            print("flowlatd journal:\n" + open(journal).read()[-6000:])
+        print(f"{name}: FAIL")
+        return 1
+    print(f"{name}: PASS")
+    return 0
 
 
 def main() -> int:
@@ -156,65 +233,17 @@ def main() -> int:
             print(f"test_systemd_unit: {tool} is missing", file=sys.stderr)
             return 1
 
-    root = tempfile.mkdtemp(prefix="flowlat-systemd-")
-    cgroup = os.path.join(CGROUP2, f"flowlat-systemd-test-{os.getpid()}")
-    try:
-        upper = os.path.join(root, "upper")
-        for d in ("upper", "work", "merged"):
-            os.makedirs(os.path.join(root, d))
-        # Files placed in the upper layer appear in the booted system; nothing else is written.
-        def place(path, text=None, source=None, mode=0o644):
-            target = os.path.join(upper, path.lstrip("/"))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            if source:
-                shutil.copyfile(source, target)
-            else:
-                with open(target, "w") as f:
-                    f.write(text)
-            os.chmod(target, mode)
-
-        place("/usr/sbin/flowlatd", source=FLOWLATD, mode=0o755)
-        unit = open(os.path.join(SOURCE, "systemd", "flowlatd.service")).read()
-        # A short watchdog so the test sees pings being required and given.
-        unit = unit.replace("WatchdogSec=30s", "WatchdogSec=2s")
-        place("/etc/systemd/system/flowlatd.service", unit)
-        place("/etc/flowlatd/flowlatd.yaml", CONFIG)
-        place("/usr/local/bin/flowlat-test-driver", DRIVER, mode=0o755)
-        place("/etc/systemd/system/flowlat-test-driver.service", DRIVER_UNIT)
-        boot = os.path.join(root, "boot.sh")
-        with open(boot, "w") as f:
-            f.write(BOOT)
-
-        os.makedirs(cgroup)
-        started = time.monotonic()
-        proc = subprocess.run(
-            ["unshare", "--fork", "--pid", "--mount", "--net", "--uts", "--ipc", "--cgroup", "bash", boot, root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=180,
-            preexec_fn=lambda: enter_cgroup(cgroup))
-        elapsed = time.monotonic() - started
-        results_path = os.path.join(upper, "var/lib/flowlat-test/results")
-        if not os.path.exists(results_path):
-            print(proc.stdout.decode(errors="replace")[-4000:])
-            print("test_systemd_unit: FAIL: the driver wrote no results")
-            return 1
-        lines = open(results_path).read().split("\n")
-        print(f"systemd boot and checks took {elapsed:.1f} s")
-        for line in lines:
-            if line:
-                print("  " + line)
-        journal = os.path.join(upper, "var/lib/flowlat-test/journal.txt")
-        failed = [l for l in lines if " FAIL" in l]
-        if failed or "done" not in lines:
-            if os.path.exists(journal):
-                print("flowlatd journal:\n" + open(journal).read()[-4000:])
-            print("test_systemd_unit: FAIL")
-            return 1
-        print("test_systemd_unit: PASS")
-        return 0
-    finally:
-        subprocess.run(["umount", "-l", os.path.join(root, "merged")], stderr=subprocess.DEVNULL)
-        shutil.rmtree(root, ignore_errors=True)
-        remove_cgroup(cgroup)
+    unit = open(os.path.join(SOURCE, "systemd", "flowlatd.service")).read()
+    # A short watchdog so the test sees pings being required and given.
+    unit = unit.replace("WatchdogSec=30s", "WatchdogSec=2s")
+    files = {
+        "/usr/sbin/flowlatd": (None, FLOWLATD, 0o755),
+        "/etc/systemd/system/flowlatd.service": (unit, None, 0o644),
+        "/etc/flowlatd/flowlatd.yaml": (CONFIG, None, 0o644),
+        "/usr/local/bin/flowlat-test-driver": (DRIVER, None, 0o755),
+    }
+    return run_booted("systemd-unit", files, 180,
+                      lambda upper, output, elapsed: report("test_systemd_unit", upper, output, elapsed))
 
 
 if __name__ == "__main__":
