@@ -23,7 +23,7 @@ build_packages=(
 )
 deb_packages=(debhelper dpkg-dev lintian)
 test_packages=(
-  catch2 iproute2 python3 python3-scapy tshark prometheus curl iperf3 hyperfine procps wrk
+  catch2 iproute2 python3 python3-scapy python3-yaml tshark prometheus curl iperf3 hyperfine procps wrk
   # the Debian package's test: build, lint, man page rendering, a systemd to boot
   "${deb_packages[@]}" man-db groff-base systemd util-linux
 )

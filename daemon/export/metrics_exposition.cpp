@@ -380,6 +380,14 @@ void write_operational(MetricWriter& w, const aggregation::Snapshot& snap, const
 
     w.family("flowlat_probe_attached", "1 when the probe is attached to the interface, else 0.", MetricType::gauge);
     for (const auto& probe : op.probes) w.value({{"interface", probe.interface}}, {}, probe.attached ? 1 : 0);
+    // Totals that exist even when nothing is wanted: an empty selection removes every
+    // flowlat_probe_attached series, and an alert needs a series that says so.
+    const auto attached = std::count_if(op.probes.begin(), op.probes.end(), [](const auto& p) { return p.attached; });
+    single(w, "flowlat_probe_interfaces_wanted",
+           "Interfaces the configuration selects now (flowlat_probe_attached series).", MetricType::gauge,
+           static_cast<double>(op.probes.size()));
+    single(w, "flowlat_probe_interfaces_attached", "Interfaces the probe is attached to now.", MetricType::gauge,
+           static_cast<double>(attached));
 
     w.family("flowlat_build_info", "flowlatd build information; the value is always 1.", MetricType::gauge);
     w.value({{"version", op.build.version},

@@ -278,6 +278,12 @@ class Daemon(N.Proc):
                 return m
             time.sleep(0.2)
 
+    def check_clean_exit(self, chk: N.Checker) -> float:
+        """SIGTERM, and a check that flowlatd exits 0 in time; the seconds it took."""
+        rc, took = self.terminate_timed()
+        chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{self.stderr_text()[-2000:]}")
+        return took
+
     def terminate_timed(self, sig: int = signal.SIGTERM, limit: float = 10) -> tuple[Optional[int], float]:
         """Send `sig`, wait up to `limit` s; (exit code or None if it had to be killed, seconds taken)."""
         t0 = time.monotonic()

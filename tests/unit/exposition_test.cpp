@@ -140,6 +140,8 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
     CHECK(has_line(text, "flowlat_handshakes_abandoned_total 4"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth0\"} 1"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth1\"} 0"));
+    CHECK(has_line(text, "flowlat_probe_interfaces_wanted 2"));
+    CHECK(has_line(text, "flowlat_probe_interfaces_attached 1"));
     CHECK(has_line(text, "flowlat_build_info{version=\"0.1.0\",revision=\"abc123\",libbpf_version=\"1.1.0\"} 1"));
     CHECK(has_line(text, "flowlat_config_last_reload_successful 1"));
     CHECK(has_line(text, "flowlat_config_last_reload_success_timestamp_seconds 1700000000"));
@@ -160,6 +162,21 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
         INFO(l);
         CHECK(l.rfind(family, 0) == 0);
     }
+}
+
+TEST_CASE("an empty interface selection still exports the probe totals", "[metrics][exposition]")
+{
+    // The configuration selects nothing: no flowlat_probe_attached series at all, but the
+    // totals stay, at 0, so "probing no interface" can alert.
+    auto op = operational();
+    op.probes.clear();
+    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+                                aggregation::Settings{{0.001}, 2000, std::chrono::seconds(0)});
+    const std::string text = exposition::render_metrics(agg.snapshot(), labels::InterfaceNames{}, op, std::nullopt);
+    CHECK(text.find("flowlat_probe_attached{") == std::string::npos);
+    CHECK(has_line(text, "flowlat_probe_interfaces_wanted 0"));
+    CHECK(has_line(text, "flowlat_probe_interfaces_attached 0"));
+    CHECK(text.find("# TYPE flowlat_probe_interfaces_wanted gauge") != std::string::npos);
 }
 
 TEST_CASE("exposition sorts series and merges label sets that coincide", "[metrics][exposition]")
