@@ -1,4 +1,5 @@
 #include "app/print_format.hpp"
+#include "os/json_text.hpp"
 
 #include <fmt/format.h>
 
@@ -44,23 +45,7 @@ std::string format_text(const HandshakeEvent& event, std::string_view interface,
 
 std::string json_escape(std::string_view text)
 {
-    std::string out;
-    out.reserve(text.size());
-    for (char c : text) {
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
-        case '\r': out += "\\r"; break;
-        default:
-            if (static_cast<unsigned char>(c) < 0x20)
-                out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-            else
-                out += c;
-        }
-    }
-    return out;
+    return json::escaped(text);
 }
 
 std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns)
