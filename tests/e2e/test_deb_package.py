@@ -195,7 +195,8 @@ print(len(tcx) + sum(1 for line in tc.splitlines() if "flowlat_" in line))
 
 # The test's own files in the upper layer; any other path naming flowlat after the purge is
 # something the package left behind.
-OWN = ("var/lib/flowlat-test", "usr/local/bin/flowlat-test-driver", "usr/local/bin/flowlat-test-hooks",
+TEST_LIB = "/usr/local/lib/flowlat-test"
+OWN = ("var/lib/flowlat-test", TEST_LIB.lstrip("/"), "usr/local/bin/flowlat-test-driver", "usr/local/bin/flowlat-test-hooks",
        "etc/systemd/system/flowlat-test-driver.service")
 
 
@@ -239,8 +240,10 @@ def main() -> int:
         files = {
             f"{DEB_IN_ROOT}/{os.path.basename(deb)}": (None, deb, 0o644),
             "/var/lib/flowlat-test/flowlatd.yaml": (None, os.path.join(SOURCE, "config", "flowlatd.yaml"), 0o644),
-            "/usr/local/bin/flowlat-test-hooks": (HOOKS.replace("@E2E@", os.path.dirname(os.path.abspath(__file__))),
-                                                  None, 0o755),
+            # A copy inside the booted root: the source tree may live under /tmp, which the
+            # boot covers with a fresh tmpfs.
+            f"{TEST_LIB}/netlab.py": (None, os.path.join(os.path.dirname(os.path.abspath(__file__)), "netlab.py"), 0o644),
+            "/usr/local/bin/flowlat-test-hooks": (HOOKS.replace("@E2E@", TEST_LIB), None, 0o755),
         }
         # apt-get install ./file needs a relative or absolute path; the driver runs in the deb's folder.
         files["/usr/local/bin/flowlat-test-driver"] = (DRIVER.replace(
