@@ -21,6 +21,8 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <cctype>
 #include <cerrno>
@@ -31,6 +33,9 @@
 namespace flowlat::http {
 
 namespace {
+
+// How long a scrape beyond --web.max-requests waits for one to finish before it is refused.
+constexpr std::chrono::milliseconds kScrapeSlotWait{500};
 
 // Startup errors arrive through the log callback on the thread calling the constructor;
 // they are kept here so the bind error can say why.
@@ -270,7 +275,27 @@ struct HttpServer::Impl : public CivetHandler {
     // workers are held, responses end their connection instead of keeping it alive, so that
     // idle kept-alive connections cannot take every worker from a scrape.
     std::atomic<int> held{0};
-    std::atomic<int> scrapes_in_flight{0};
+    // --web.max-requests: scrapes rendering at once. A scrape beyond it waits a moment for a
+    // slot (a flood of scrapes must not turn the real scraper's request into a 503), then 503.
+    std::mutex scrape_slots_mutex;
+    std::condition_variable scrape_slot_freed;
+    int scrapes_in_flight{0};
+
+    bool acquire_scrape_slot()
+    {
+        std::unique_lock lock(scrape_slots_mutex);
+        return scrape_slot_freed.wait_for(lock, kScrapeSlotWait,
+                                          [this] { return scrapes_in_flight < options.max_requests; }) &&
+               ++scrapes_in_flight > 0;
+    }
+    void release_scrape_slot()
+    {
+        {
+            const std::lock_guard lock(scrape_slots_mutex);
+            --scrapes_in_flight;
+        }
+        scrape_slot_freed.notify_one();
+    }
     std::unique_ptr<web::BasicAuth> auth;
 
     static Impl* of(const mg_connection* conn)
@@ -393,16 +418,15 @@ struct HttpServer::Impl : public CivetHandler {
                 send(conn, 401, "text/plain; charset=utf-8", "unauthorized\n", nullptr,
                      {{"WWW-Authenticate", "Basic realm=\"flowlatd\", charset=\"UTF-8\""}});
             } else if (uri == options.telemetry_path) {
-                if (options.max_requests > 0 && scrapes_in_flight.fetch_add(1) >= options.max_requests) {
-                    scrapes_in_flight.fetch_sub(1);
+                if (options.max_requests > 0 && !acquire_scrape_slot()) {
                     send(conn, 503, "text/plain; charset=utf-8",
                          "too many scrapes at once (--web.max-requests=" + std::to_string(options.max_requests) + ")\n");
                     return true;
                 }
                 struct Release {
-                    std::atomic<int>* counter;
-                    ~Release() { if (counter != nullptr) counter->fetch_sub(1); }
-                } release{options.max_requests > 0 ? &scrapes_in_flight : nullptr};
+                    Impl* impl;
+                    ~Release() { if (impl != nullptr) impl->release_scrape_slot(); }
+                } release{options.max_requests > 0 ? this : nullptr};
                 serve_metrics(conn, streaming);
             } else if (uri == "/-/healthy") {
                 send(conn, 200, "text/plain; charset=utf-8", "Healthy\n");
