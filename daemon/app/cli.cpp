@@ -136,7 +136,8 @@ Flags:
   --web.config.file=PATH       TLS, basic auth and response headers for the endpoint, in
                                the Prometheus exporter-toolkit format (re-read on SIGHUP)
   --web.telemetry-path=PATH    where the metrics are served (default /metrics)
-  --web.max-requests=N         scrapes served at once, more get 503; 0: no limit (default 40)
+  --web.max-requests=N         scrapes rendered at once (default 40; 0: no limit); one more
+                               waits up to 500 ms for a slot, then gets 503
   --log.level=LEVEL            trace, debug, info, warn (or warning), error, critical or off
   --log.format=FORMAT          logfmt or json lines on stderr (default logfmt; under systemd
                                the journal is used and keeps its own fields)
