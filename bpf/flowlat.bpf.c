@@ -8,6 +8,7 @@
 #include <linux/errno.h>
 #include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -89,6 +90,8 @@ struct tcp_packet {
 	__u32 l4_off; /* offset of the TCP header from skb->data */
 	__u8 family;
 	__u8 flags;
+	/* IPv6: a fragment header with M set (a first fragment; later ones are skipped). */
+	__u8 ipv6_more_fragments;
 	__u16 sport_be;
 	__u16 dport_be;
 	/* Ingress ACK filter inputs, read while the headers are in hand (see on_ack_received). */
@@ -185,6 +188,7 @@ static __always_inline bool network_header(const struct cursor *c, struct tcp_pa
 	pkt->l3 = l3;
 	pkt->l3_off = c->off;
 	pkt->family = family;
+	pkt->ipv6_more_fragments = 0;
 	return true;
 }
 
@@ -238,6 +242,8 @@ static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp
 				return PARSE_MALFORMED;
 			if (frag->frag_off & bpf_htons(0xfff8))
 				return PARSE_SKIP;
+			/* The M flag is bit 0 of the host-order field: a __u8 of it must test, not truncate. */
+			pkt->ipv6_more_fragments = (frag->frag_off & bpf_htons(1)) != 0;
 			nexthdr = frag->nexthdr;
 			c->off = bounded_off(c->off) + sizeof(*frag);
 		} else {
@@ -339,6 +345,234 @@ static __always_inline __u32 tcp_payload_length(struct __sk_buff *skb, const str
 		ip_end = l3_off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	}
 	return ip_end > pkt->l4_off + pkt->doff_bytes ? ip_end - pkt->l4_off - pkt->doff_bytes : 0;
+}
+
+/*
+ * Whether the host's stack will take an ingress packet that is about to end a handshake
+ * (never asked on the fast path: only after the flow lookup matched). See answer_accepted.
+ *
+ * bpf_csum_diff sums at most 512 bytes a call and the segment may lie beyond the linear
+ * part, so it is copied chunk by chunk into a per-CPU scratch buffer. 18 chunks cover a
+ * 9,000-byte MTU; a longer segment only arrives through GRO or LRO, which verified it.
+ */
+#define CSUM_CHUNK_BYTES 512
+#define CSUM_MAX_CHUNKS 18
+#define IPV4_MAX_HEADER_BYTES 60
+#define IPV4_MAX_OPTION_STEPS 40 /* 40 bytes of options: at most 40 one-byte NOPs */
+#define IP_MF_OR_OFFSET 0x3fff  /* in frag_off, host order: more fragments, or an offset */
+
+/* The scratch buffer: a chunk, and room for the verifier's mask-derived bounds (1023). */
+struct answer_scratch {
+	__u8 chunk[2 * CSUM_CHUNK_BYTES];
+	__u8 header[64]; /* the IP header (IPv4 with options: 60 bytes; IPv6: 40) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct answer_scratch);
+} scratch SEC(".maps");
+
+/* A 32-bit one's complement sum folded to 16 bits, in the byte order it was summed in. */
+static __always_inline __u16 csum_fold16(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/*
+ * The options ip_options_compile() refuses on receive (lengths below 2 or past the header;
+ * record-route and timestamp pointers below their minimum or with no room for the next
+ * slot; router alert shorter than 4) and the source-route options ip_rcv_options() drops
+ * while accept_source_route is 0, the kernel's default. Options start at options_off in the
+ * packet and fill options_bytes.
+ *
+ * A global function of scalars of its own, verified once. Each byte is read with
+ * bpf_skb_load_bytes at a run-time offset, so the walk's position never becomes a pointer
+ * offset: the verifier does not have to track its exact range, both ways of stepping (a NOP
+ * or a whole option) meet at the loop head in states it prunes, and its work grows with the
+ * loop's bound instead of exponentially (indexing a copied header made one load exceed the
+ * verifier's 1,000,000-instruction budget).
+ */
+__noinline int ipv4_options_valid(struct __sk_buff *skb, __u32 options_off, __u32 options_bytes)
+{
+	__u32 i = 0;
+
+	if (!skb)
+		return 0;
+	for (int step = 0; step < IPV4_MAX_OPTION_STEPS; step++) {
+		__u8 option[3];
+
+		if (i >= options_bytes)
+			return 1;
+		if (bpf_skb_load_bytes(skb, options_off + i, option, 1))
+			return 0;
+		if (option[0] == IPOPT_END)
+			return 1;
+		if (option[0] == IPOPT_NOOP) {
+			i++;
+			continue;
+		}
+		if (options_bytes - i < 2 || bpf_skb_load_bytes(skb, options_off + i, option, 2))
+			return 0;
+		if (option[1] < 2 || option[1] > options_bytes - i)
+			return 0;
+		if (option[0] == IPOPT_LSRR || option[0] == IPOPT_SSRR)
+			return 0;
+		if (option[0] == IPOPT_RA && option[1] < 4)
+			return 0;
+		if (option[0] == IPOPT_RR || option[0] == IPOPT_TIMESTAMP) {
+			__u8 min_pointer = option[0] == IPOPT_RR ? 4 : 5;
+
+			if (option[1] < min_pointer - 1 || bpf_skb_load_bytes(skb, options_off + i, option, 3))
+				return 0;
+			if (option[2] < min_pointer || (option[2] <= option[1] && option[2] + 3 > option[1]))
+				return 0;
+		}
+		i += option[1];
+	}
+	return i >= options_bytes;
+}
+
+/*
+ * The answer as the host's stack checks it before TCP (or ICMP) sees it: addressed to this
+ * host (pkt_type: not another host's MAC, broadcast or multicast); a valid IP header
+ * (ip_rcv_core: version, IHL, a right header checksum, total length within the packet, no
+ * fragment: reassembly happens after TC, so a fragmented answer never passes the hook
+ * whole; ipv6_rcv: version, a payload length within the packet, 0 being a jumbogram without
+ * its option); the transport header inside the segment (l4_min_bytes); and a right checksum,
+ * unless the device verified it (CHECKSUM_UNNECESSARY, which bpf_csum_level reports).
+ *
+ * `info` packs what the callers know: family (bits 0-7), the IPv6 M flag (bit 8), the
+ * transport protocol (bits 16-23) and the bytes its header must have (bits 24-31).
+ *
+ * A global function: the verifier checks it once, on its own, and not at each caller; the
+ * callers only pass scalars. Returns 1 when the stack will accept the packet.
+ */
+__noinline int answer_accepted(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 info)
+{
+	__u32 zero = 0, family = info & 0xff, protocol = info >> 16 & 0xff, l4_min = info >> 24;
+	__u32 header_bytes, segment, remaining, offset, sum;
+	struct answer_scratch *s;
+	__be32 tail[2];
+	__u16 field;
+	__s64 csum;
+	__u8 *hdr;
+
+	if (!skb || skb->pkt_type != PACKET_HOST)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	hdr = s->header;
+	if (l4_off <= l3_off)
+		return 0;
+	if (family == FLOWLAT_FAMILY_IPV4) {
+		__u32 total;
+
+		if (bpf_skb_load_bytes(skb, l3_off, hdr, sizeof(struct iphdr)))
+			return 0;
+		header_bytes = (hdr[0] & 0xf) * 4;
+		barrier_var(header_bytes);
+		if (hdr[0] >> 4 != 4 || header_bytes < sizeof(struct iphdr) || l4_off - l3_off != header_bytes)
+			return 0;
+		if (((__u16)hdr[6] << 8 | hdr[7]) & IP_MF_OR_OFFSET)
+			return 0;
+		total = (__u16)hdr[2] << 8 | hdr[3];
+		if (total < header_bytes + l4_min || total > skb->len - l3_off)
+			return 0;
+		if (header_bytes > sizeof(struct iphdr) && bpf_skb_load_bytes(skb, l3_off, hdr, header_bytes))
+			return 0;
+		/* header_bytes: a multiple of 4 from 20 to 60, as bpf_csum_diff wants. */
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)hdr, header_bytes, 0);
+		if (csum < 0 || csum_fold16((__u32)csum) != 0xffff)
+			return 0;
+		if (header_bytes > sizeof(struct iphdr) &&
+		    !ipv4_options_valid(skb, l3_off + sizeof(struct iphdr), header_bytes - sizeof(struct iphdr)))
+			return 0;
+		segment = total - header_bytes;
+		/* The pseudo-header's addresses: saddr and daddr, bytes 12 to 20. */
+		csum = protocol == IPPROTO_ICMP ? 0 : bpf_csum_diff(NULL, 0, (__be32 *)(hdr + 12), 8, 0);
+	} else {
+		__u32 payload, extensions;
+
+		if (info & 0x100)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l3_off, hdr, sizeof(struct ipv6hdr)))
+			return 0;
+		if (hdr[0] >> 4 != 6)
+			return 0;
+		payload = (__u16)hdr[4] << 8 | hdr[5];
+		extensions = l4_off - l3_off - sizeof(struct ipv6hdr);
+		if (l4_off - l3_off < sizeof(struct ipv6hdr) || payload < extensions + l4_min ||
+		    sizeof(struct ipv6hdr) + payload > skb->len - l3_off)
+			return 0;
+		segment = payload - extensions;
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)(hdr + 8), 32, 0); /* saddr, daddr */
+	}
+	if (csum < 0)
+		return 0;
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return 1;
+	sum = (__u32)csum;
+	if (protocol != IPPROTO_ICMP) {
+		tail[0] = bpf_htonl(segment);
+		tail[1] = bpf_htonl(protocol);
+		csum = bpf_csum_diff(NULL, 0, tail, sizeof(tail), sum);
+		if (csum < 0)
+			return 0;
+		sum = (__u32)csum;
+	}
+	/*
+	 * A TCP segment whose checksum is still to be filled in (CHECKSUM_PARTIAL: sent by
+	 * another namespace of this host over a veth) carries the bare pseudo-header sum, and
+	 * the stack accepts it unchecked. BPF cannot read ip_summed, so that shape is known by
+	 * its value (a corrupted segment that happens to hold it: 1 in 65,536).
+	 */
+	if (protocol == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4_off + offsetof(struct tcphdr, check), &field, sizeof(field)))
+			return 0;
+		if (field == csum_fold16(sum))
+			return 1;
+	}
+	if (segment > CSUM_MAX_CHUNKS * CSUM_CHUNK_BYTES)
+		return 1;
+	remaining = segment;
+	offset = l4_off;
+	for (int chunk = 0; chunk < CSUM_MAX_CHUNKS; chunk++) {
+		__u32 bytes = remaining < CSUM_CHUNK_BYTES ? remaining : CSUM_CHUNK_BYTES;
+		__u32 words;
+
+		barrier_var(bytes);
+		if (bytes == 0 || bytes > CSUM_CHUNK_BYTES)
+			break;
+		words = (bytes + 3) & ~3u;
+		/* An odd tail is summed with zeros after it, as the checksum defines. */
+		*(__u32 *)&s->chunk[(words - 4) & (CSUM_CHUNK_BYTES - 4)] = 0;
+		if (bpf_skb_load_bytes(skb, offset, s->chunk, bytes))
+			return 0;
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)s->chunk, words & (2 * CSUM_CHUNK_BYTES - 4), sum);
+		if (csum < 0)
+			return 0;
+		sum = (__u32)csum;
+		offset += bytes;
+		remaining -= bytes;
+	}
+	return remaining == 0 && csum_fold16(sum) == 0xffff;
+}
+
+/* Counts what answer_accepted refuses: the flow waits for the valid retransmission. */
+static __always_inline bool host_accepts(struct __sk_buff *skb, const struct tcp_packet *pkt)
+{
+	__u32 info = pkt->family | (__u32)pkt->ipv6_more_fragments << 8 | (__u32)IPPROTO_TCP << 16 |
+		     (pkt->doff_bytes & 0xff) << 24;
+
+	if (answer_accepted(skb, pkt->l3_off, pkt->l4_off, info))
+		return true;
+	count(FLOWLAT_COUNTER_ANSWERS_REJECTED);
+	return false;
 }
 
 /* The ack that answers the client's SYN: ISN + 1, or past its Fast Open data when accepted. */
@@ -738,7 +972,7 @@ static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const str
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT &&
-	    acks_syn(flow, pkt->ack))
+	    acks_syn(flow, pkt->ack) && host_accepts(skb, pkt))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
@@ -765,6 +999,8 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	if (!egress && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) {
 		struct flow_end copy;
 
+		if (!host_accepts(skb, pkt))
+			return;
 		save_end(flow, &copy);
 		if (bpf_map_delete_elem(&flows, &key))
 			return;
@@ -775,7 +1011,8 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	if (!(pkt->flags & TCP_FLAG_ACK) || !acks_syn(flow, pkt->ack))
 		return;
 	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
-		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT)
+		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT &&
+			     host_accepts(skb, pkt))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_REFUSED);
 }
 
@@ -798,7 +1035,8 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	 * handshake ends as a timeout: the egress data that would explain the larger ack is
 	 * never looked up, to keep the established path free of map operations.)
 	 */
-	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack)
+	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack &&
+	    host_accepts(skb, pkt))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 

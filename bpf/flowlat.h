@@ -128,7 +128,13 @@ enum flowlat_counter {
 	FLOWLAT_COUNTER_PACKETS_MALFORMED = 2, /* headers truncated or invalid */
 	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
 	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK */
-	FLOWLAT_COUNTER_MAX = 5,
+	/*
+	 * An ingress answer (SYN-ACK, RST, final ACK) that would have ended a handshake but that
+	 * the host's stack drops: not for this host, a bad IP header, a fragment, a TCP header
+	 * past the segment, a bad checksum. The flow waits on.
+	 */
+	FLOWLAT_COUNTER_ANSWERS_REJECTED = 5,
+	FLOWLAT_COUNTER_MAX = 6,
 };
 
 #endif /* FLOWLAT_H */

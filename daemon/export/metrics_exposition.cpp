@@ -328,7 +328,7 @@ void singles(MetricWriter& w, const std::array<Single<Source, Field>, N>& table,
 
 // The probe's counters and its flow table, in the order they are exported.
 using OperationalValue = Single<OperationalSnapshot, std::uint64_t>;
-constexpr std::array<OperationalValue, 8> kOperationalValues{{
+constexpr std::array<OperationalValue, 9> kOperationalValues{{
     {"flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
      MetricType::counter, &OperationalSnapshot::events_lost},
     {"flowlat_events_malformed_total",
@@ -351,6 +351,11 @@ constexpr std::array<OperationalValue, 8> kOperationalValues{{
      "Inbound handshakes the client reset instead of sending its final ACK (SYN scans, clients that gave up); "
      "they have no outcome.",
      MetricType::counter, &OperationalSnapshot::handshakes_aborted},
+    {"flowlat_probe_answers_rejected_total",
+     "Ingress answers (SYN-ACK, RST, final ACK) that would have ended a handshake but that the host's stack "
+     "drops: not addressed to this host, an invalid IP header, a fragment, a TCP header past the segment, or a "
+     "bad checksum. The handshake waits for a valid answer.",
+     MetricType::counter, &OperationalSnapshot::answers_rejected},
 }};
 
 // The standard process_* families (client_golang's process collector).

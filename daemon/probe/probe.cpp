@@ -266,6 +266,7 @@ ProbeCounters Probe::read_counters() const
         .packets_malformed = sum(FLOWLAT_COUNTER_PACKETS_MALFORMED),
         .handshakes_abandoned = sum(FLOWLAT_COUNTER_ABANDONED),
         .handshakes_aborted = sum(FLOWLAT_COUNTER_ABORTED),
+        .answers_rejected = sum(FLOWLAT_COUNTER_ANSWERS_REJECTED),
     };
 }
 

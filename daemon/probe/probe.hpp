@@ -39,6 +39,7 @@ struct ProbeCounters {
     std::uint64_t packets_malformed{0};
     std::uint64_t handshakes_abandoned{0};
     std::uint64_t handshakes_aborted{0};
+    std::uint64_t answers_rejected{0}; // ingress answers the host's stack drops
 };
 
 // The end of what libbpf said while a load ran: the verifier log's last lines when the kernel

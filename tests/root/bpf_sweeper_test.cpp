@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -27,6 +28,9 @@ const Address client6 = Address::parse("fd00::3");
 void run(int program_fd, const PacketBuilder& builder)
 {
     Packet packet = builder.build();
+    // Addressed to the test run's device (loopback's MAC is all zeros), as a receiving device
+    // would be: the probe ignores answers for other hosts (pkt_type).
+    std::fill(packet.bytes.begin(), packet.bytes.begin() + 6, 0);
     std::vector<std::uint8_t> out(packet.bytes.size() + 256);
     bpf_test_run_opts opts{};
     opts.sz = sizeof(opts);

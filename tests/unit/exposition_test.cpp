@@ -51,6 +51,7 @@ exposition::OperationalSnapshot operational()
     op.flow_table_full = 2;
     op.packets_malformed = 3;
     op.handshakes_abandoned = 4;
+    op.answers_rejected = 6;
     op.probes = {{"eth0", true}, {"eth1", false}};
     op.config_reload_ok = true;
     op.config_reload_success_timestamp = 1700000000;
@@ -138,6 +139,7 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
     CHECK(has_line(text, "flowlat_flow_table_full_total 2"));
     CHECK(has_line(text, "flowlat_packets_malformed_total 3"));
     CHECK(has_line(text, "flowlat_handshakes_abandoned_total 4"));
+    CHECK(has_line(text, "flowlat_probe_answers_rejected_total 6"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth0\"} 1"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth1\"} 0"));
     CHECK(has_line(text, "flowlat_probe_interfaces_wanted 2"));
