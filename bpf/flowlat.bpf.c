@@ -28,7 +28,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 ring_wakeup_bytes = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FLOWLAT_DEFAULT_FLOW_TABLE_SIZE);
 	__type(key, struct flowlat_flow_key);
 	__type(value, struct flowlat_flow);
@@ -49,9 +49,11 @@ struct {
 /*
  * Counting filter of flows awaiting their final ACK (see flowlat.h). A global
  * array compiles to a direct load, so the established-flow ACK path costs no
- * map call. User space decrements a bucket when its sweep times out a flow.
+ * map call. User space decrements a bucket when its sweep times out a flow, and
+ * zeroes an epoch's counts before making it current again (ack_epoch).
  */
-__u32 ack_filter[FLOWLAT_ACK_FILTER_BUCKETS];
+struct flowlat_ack_bucket ack_filter[FLOWLAT_ACK_FILTER_BUCKETS] __attribute__((aligned(8)));
+__u32 ack_epoch;
 
 /* A ring record as the queue counts it: the event plus the ring's 8-byte record header. */
 #define FLOWLAT_RING_RECORD_BYTES (sizeof(struct flowlat_event) + BPF_RINGBUF_HDR_SZ)
@@ -102,12 +104,36 @@ struct tcp_packet {
 	__u32 doff_bytes;
 };
 
+static __always_inline void count(__u32 counter);
+
+/* Every insert into and delete from the flow table by the probe is counted (see flowlat.h). */
+static __always_inline long insert_flow(const struct flowlat_flow_key *key, const struct flowlat_flow *flow);
+static __always_inline long delete_flow(const struct flowlat_flow_key *key);
+
 static __always_inline void count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
 		*value += 1;
+}
+
+static __always_inline long insert_flow(const struct flowlat_flow_key *key, const struct flowlat_flow *flow)
+{
+	long err = bpf_map_update_elem(&flows, key, flow, BPF_NOEXIST);
+
+	if (err == 0)
+		count(FLOWLAT_COUNTER_FLOW_INSERTS);
+	return err;
+}
+
+static __always_inline long delete_flow(const struct flowlat_flow_key *key)
+{
+	long err = bpf_map_delete_elem(&flows, key);
+
+	if (err == 0)
+		count(FLOWLAT_COUNTER_FLOW_DELETES);
+	return err;
 }
 
 /*
@@ -586,20 +612,31 @@ static __always_inline bool acks_syn(const struct flowlat_flow *flow, __u32 ack)
  * stack because they may lie beyond the linear part of the skb, and the probe
  * must not pull (linearise) packets.
  */
-static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const struct tcp_packet *pkt,
-						__u32 *tsval, __u32 *tsecr)
+/* The option's two values, written by read_timestamps_walk. */
+struct tcp_timestamps {
+	__u32 tsval;
+	__u32 tsecr;
+};
+
+/*
+ * The generic walk for the TCP timestamp option over the len bytes of options at
+ * options_off. Options are copied to the stack because they may lie beyond the linear part
+ * of the skb, and the probe must not pull (linearise) packets. A global function: the
+ * verifier checks it once, not at each of the places that read timestamps (inlined there,
+ * it made up most of the egress programs' verification).
+ */
+__noinline int read_timestamps_walk(struct __sk_buff *skb, __u32 options_off, __u32 len, struct tcp_timestamps *ts)
 {
 	__u8 opts[40] = {};
-	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
 	__u32 i = 0;
 
-	if (len == 0)
+	if (!skb || !ts || len == 0)
 		return -1;
 	/* Keeps clang from merging the two checks into one the verifier cannot follow. */
 	barrier_var(len);
 	if (len > sizeof(opts))
 		return -1;
-	if (bpf_skb_load_bytes(skb, pkt->l4_off + sizeof(struct tcphdr), opts, len))
+	if (bpf_skb_load_bytes(skb, options_off, opts, len))
 		return -1;
 
 	for (int n = 0; n < MAX_TCP_OPTIONS; n++) {
@@ -618,10 +655,10 @@ static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const str
 		if (kind == TCPOPT_TIMESTAMP && optlen == TCPOLEN_TIMESTAMP) {
 			if (i + TCPOLEN_TIMESTAMP > len || i > sizeof(opts) - TCPOLEN_TIMESTAMP)
 				return -1;
-			*tsval = (__u32)opts[i + 2] << 24 | (__u32)opts[i + 3] << 16 |
-				 (__u32)opts[i + 4] << 8 | opts[i + 5];
-			*tsecr = (__u32)opts[i + 6] << 24 | (__u32)opts[i + 7] << 16 |
-				 (__u32)opts[i + 8] << 8 | opts[i + 9];
+			ts->tsval = (__u32)opts[i + 2] << 24 | (__u32)opts[i + 3] << 16 | (__u32)opts[i + 4] << 8 |
+				    opts[i + 5];
+			ts->tsecr = (__u32)opts[i + 6] << 24 | (__u32)opts[i + 7] << 16 | (__u32)opts[i + 8] << 8 |
+				    opts[i + 9];
 			return 0;
 		}
 		if (optlen < 2)
@@ -629,6 +666,19 @@ static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const str
 		i += optlen;
 	}
 	return -1;
+}
+
+static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						__u32 *tsval, __u32 *tsecr)
+{
+	struct tcp_timestamps ts = {};
+
+	if (read_timestamps_walk(skb, pkt->l4_off + sizeof(struct tcphdr), pkt->doff_bytes - sizeof(struct tcphdr),
+				&ts))
+		return -1;
+	*tsval = ts.tsval;
+	*tsecr = ts.tsecr;
+	return 0;
 }
 
 /* The first option bytes as one load compares them: a, b, c, d in wire order. */
@@ -738,6 +788,7 @@ static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *k
 struct flow_end {
 	__u64 first_syn_ns;
 	__u32 ack_filter_bucket;
+	__u32 ack_filter_epoch;
 	__u16 transmissions;
 	__u8 direction;
 	__u8 stage;
@@ -747,6 +798,7 @@ static __always_inline void save_end(const struct flowlat_flow *flow, struct flo
 {
 	end->first_syn_ns = flow->first_syn_ns;
 	end->ack_filter_bucket = flow->ack_filter_bucket;
+	end->ack_filter_epoch = flow->ack_filter_epoch;
 	end->transmissions = flow->transmissions;
 	end->direction = flow->direction;
 	end->stage = flow->stage;
@@ -755,7 +807,9 @@ static __always_inline void save_end(const struct flowlat_flow *flow, struct flo
 static __always_inline void release_ack_filter(const struct flow_end *flow)
 {
 	if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT)
-		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
+					      .count[flow->ack_filter_epoch & 1],
+				     1);
 }
 
 static __always_inline void emit(const struct flowlat_flow_key *key, const struct flow_end *flow,
@@ -841,7 +895,7 @@ static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packe
 	if (outcome == FLOWLAT_OUTCOME_COMPLETED)
 		rtt_valid = answered_transmission(skb, pkt, flow, &sent_ns);
 	save_end(flow, &copy);
-	if (bpf_map_delete_elem(&flows, key))
+	if (delete_flow(key))
 		return;
 	release_ack_filter(&copy);
 	emit(key, &copy, outcome, now, now - sent_ns, rtt_valid);
@@ -869,7 +923,7 @@ static __always_inline void abandon(const struct flowlat_flow_key *key, struct f
 
 	save_end(old, &copy);
 	/* Whoever deletes the entry reports it: the sweep, if it got there first, already has. */
-	if (bpf_map_delete_elem(&flows, key))
+	if (delete_flow(key))
 		return;
 	count(FLOWLAT_COUNTER_ABANDONED);
 	release_ack_filter(&copy);
@@ -902,7 +956,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	 * walk instead of a lookup followed by an insert. Only an existing entry (-EEXIST)
 	 * needs the lookup; a full table fails here with -E2BIG.
 	 */
-	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	err = insert_flow(&key, &fresh);
 	if (err == 0)
 		return;
 	if (err != -EEXIST) {
@@ -917,7 +971,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 			/* Already reported as a timeout: its retransmissions start nothing new. */
 			if (same_syn)
 				return;
-			bpf_map_delete_elem(&flows, &key); /* a new attempt: the record has served */
+			delete_flow(&key); /* a new attempt: the record has served */
 		} else if (same_syn) {
 			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
 			if (egress)
@@ -935,7 +989,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 		}
 	}
 	/* -EEXIST: another CPU inserted this tuple meanwhile; that is not a full table. */
-	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	err = insert_flow(&key, &fresh);
 	if (err && err != -EEXIST)
 		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
 }
@@ -955,9 +1009,12 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
 		flow->ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be,
 							key.peer_port_be);
+		flow->ack_filter_epoch = ack_epoch & 1;
 		/* Stage last: the ACK path trusts expected_ack once it sees SYNACK_SENT. */
 		flow->stage = FLOWLAT_STAGE_SYNACK_SENT;
-		__sync_fetch_and_add(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+		__sync_fetch_and_add(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
+					      .count[flow->ack_filter_epoch & 1],
+				     1);
 	} else if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq + 1 == flow->expected_ack) {
 		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
 	}
@@ -1002,7 +1059,7 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 		if (!host_accepts(skb, pkt))
 			return;
 		save_end(flow, &copy);
-		if (bpf_map_delete_elem(&flows, &key))
+		if (delete_flow(&key))
 			return;
 		release_ack_filter(&copy);
 		count(FLOWLAT_COUNTER_ABORTED);
@@ -1023,7 +1080,7 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	struct flowlat_flow *flow;
 
 	/* The fast path: established flows stop here with one load. Same bucket as ack_bucket_of. */
-	if (!ack_filter[ack_bucket_hash(pkt->addr_fold ^ pkt->ports_in)])
+	if (!*(const __u64 *)&ack_filter[ack_bucket_hash(pkt->addr_fold ^ pkt->ports_in)])
 		return;
 	if (load_seq_ack(skb, pkt))
 		return;

@@ -328,7 +328,7 @@ void singles(MetricWriter& w, const std::array<Single<Source, Field>, N>& table,
 
 // The probe's counters and its flow table, in the order they are exported.
 using OperationalValue = Single<OperationalSnapshot, std::uint64_t>;
-constexpr std::array<OperationalValue, 9> kOperationalValues{{
+constexpr std::array<OperationalValue, 10> kOperationalValues{{
     {"flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
      MetricType::counter, &OperationalSnapshot::events_lost},
     {"flowlat_events_malformed_total",
@@ -340,8 +340,12 @@ constexpr std::array<OperationalValue, 9> kOperationalValues{{
      MetricType::gauge, &OperationalSnapshot::flow_table_entries},
     {"flowlat_flow_table_size", "Capacity of the probe's flow table.", MetricType::gauge,
      &OperationalSnapshot::flow_table_size},
-    {"flowlat_flow_table_full_total", "Handshakes not tracked because the flow table was full.",
+    {"flowlat_flow_table_full_total", "SYNs not tracked at all because the flow table had no room.",
      MetricType::counter, &OperationalSnapshot::flow_table_full},
+    {"flowlat_flow_table_evictions_total",
+     "Pending handshakes pushed out of the full (LRU) flow table by newer SYNs; they are never reported. "
+     "Derived at each sweep from the table's inserts, deletes and entries.",
+     MetricType::counter, &OperationalSnapshot::flow_table_evictions},
     {"flowlat_packets_malformed_total", "Packets with truncated or invalid TCP/IP headers.", MetricType::counter,
      &OperationalSnapshot::packets_malformed},
     {"flowlat_handshakes_abandoned_total",

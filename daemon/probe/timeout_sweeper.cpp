@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -44,8 +45,26 @@ HandshakeEvent timeout_event(const flowlat_flow_key& key, const flowlat_flow& fl
 
 TimeoutSweeper::TimeoutSweeper(Probe& probe) : probe_(probe) {}
 
+std::chrono::milliseconds TimeoutSweeper::interval(std::uint64_t timeout_ns)
+{
+    const auto tenth = std::chrono::milliseconds(timeout_ns / 10 / 1'000'000);
+    return std::clamp(tenth, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+}
+
+std::uint64_t TimeoutSweeper::ack_epoch_period_ns(std::uint64_t timeout_ns)
+{
+    return timeout_ns + 2 * static_cast<std::uint64_t>(interval(timeout_ns).count()) * 1'000'000ull;
+}
+
 std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
 {
+    if (epoch_started_ns_ == 0) epoch_started_ns_ = now_ns;
+    if (now_ns - epoch_started_ns_ >= ack_epoch_period_ns(probe_.options().handshake_timeout_ns)) {
+        probe_.renew_ack_epoch();
+        epoch_started_ns_ = now_ns;
+    }
+    const std::uint64_t inserts_before_walk = probe_.read_counters().flow_inserts;
+
     const int fd = probe_.flow_table_fd();
     const std::uint64_t timeout_ns = probe_.options().handshake_timeout_ns;
     std::vector<flowlat_flow_key> keys(batch_size);
@@ -79,15 +98,23 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
             break;
         }
     }
+    {
+        const std::uint64_t deletes_after_walk = probe_.read_counters().flow_deletes;
+        const std::uint64_t in = inserts_before_walk + own_inserts_;
+        const std::uint64_t out = deletes_after_walk + own_deletes_ + entries;
+        if (in > out && in - out > evictions_total_.load(std::memory_order_relaxed))
+            evictions_total_.store(in - out, std::memory_order_relaxed);
+    }
 
     // Deletes the entry if it is still what the walk saw. Atomic with the kernel: whoever
     // deletes an entry reports its outcome. An entry a new SYN put in its place between the
     // walk and the delete is put back.
-    auto take_if = [fd](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
+    auto take_if = [fd, this](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
         flowlat_flow flow{};
         if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) return std::nullopt;
+        ++own_deletes_;
         if (still_wanted(flow)) return flow;
-        bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
+        if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) == 0) ++own_inserts_;
         return std::nullopt;
     };
 
@@ -108,7 +135,8 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
         });
         if (!taken) continue;
         flowlat_flow& flow = *taken;
-        if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT) probe_.release_ack_filter_bucket(flow.ack_filter_bucket);
+        if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT)
+            probe_.release_ack_filter_bucket(flow.ack_filter_bucket, flow.ack_filter_epoch);
         timeouts.push_back(timeout_event(key, flow, now_ns));
         // Kept as reported (unless under pressure, or a new SYN took the tuple meanwhile), so the
         // initiator's further retransmissions of this SYN do not count as new handshakes.
@@ -116,7 +144,10 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
             if (entries > 0) --entries;
         } else {
             flow.stage = FLOWLAT_STAGE_REPORTED;
-            if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) != 0 && entries > 0) --entries;
+            if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) == 0)
+                ++own_inserts_;
+            else if (entries > 0)
+                --entries;
         }
     }
     last_entry_count_ = entries;

@@ -206,3 +206,60 @@ TEST_CASE("the reader delivers completed handshakes in one batch, with the count
     CHECK(counters.packets_malformed == 1);
     CHECK(reader.value()->malformed_records() == 0);
 }
+
+TEST_CASE("the sweep derives the LRU table's evictions and repairs the filter buckets they leaked", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms; a table of 1024
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    // Spoofed SYNs our listener answers: 400 more than the table holds. Each entry holds a
+    // counting-filter bucket, and the ones pushed out never give it back.
+    constexpr std::uint32_t flood = 1024 + 400;
+    for (std::uint32_t i = 0; i < flood; ++i) {
+        const auto port = static_cast<std::uint16_t>(20000 + i);
+        run(ingress, segment(client4, local4, port, 8080, syn, 1000 + i));
+        run(egress, segment(local4, client4, 8080, port, syn | ack, 7000, 1001 + i));
+    }
+    CHECK(probe->ack_epoch() == 0);
+    const std::uint64_t inserts = probe->read_counters().flow_inserts;
+    CHECK(inserts == flood);
+    std::uint64_t entries = 0;
+    {
+        flowlat_flow_key key{}, next{};
+        for (bool first = true; bpf_map_get_next_key(probe->flow_table_fd(), first ? nullptr : &key, &next) == 0;
+             first = false, key = next)
+            ++entries;
+    }
+    REQUIRE(entries < flood);
+    const std::uint32_t leaked = total_ack_filter(*probe) - static_cast<std::uint32_t>(entries);
+    CHECK(leaked > 0);
+
+    // Every pending entry times out and gives its bucket back; the leaked counts stay, and the
+    // evictions are derived exactly (nothing moved during the walk).
+    probe::TimeoutSweeper sweeper(*probe);
+    const std::uint64_t t0 = clock::monotonic_ns() + 60'000'000;
+    CHECK(sweeper.sweep(t0).size() == entries);
+    CHECK(sweeper.evictions_total() == inserts - entries);
+    CHECK(total_ack_filter(*probe) == leaked);
+
+    // After a period the other (empty) epoch becomes current; after a second one the leaked
+    // epoch is zeroed and current again.
+    const std::uint64_t period = probe::TimeoutSweeper::ack_epoch_period_ns(50'000'000);
+    CHECK(sweeper.sweep(t0 + period).empty());
+    CHECK(probe->ack_epoch() == 1);
+    CHECK(total_ack_filter(*probe) == leaked);
+    CHECK(sweeper.sweep(t0 + 2 * period).empty());
+    CHECK(probe->ack_epoch() == 0);
+    CHECK(total_ack_filter(*probe) == 0);
+    // Evictions only grow.
+    CHECK(sweeper.evictions_total() == inserts - entries);
+
+    // A flow armed in the new epoch is counted there and completes as usual.
+    run(ingress, segment(client4, local4, 60000, 8080, syn, 5000));
+    run(egress, segment(local4, client4, 8080, 60000, syn | ack, 7000, 5001));
+    CHECK(total_ack_filter(*probe) == 1);
+    run(ingress, segment(client4, local4, 60000, 8080, ack, 5001, 7001));
+    CHECK(total_ack_filter(*probe) == 0);
+}

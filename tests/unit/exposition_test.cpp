@@ -52,6 +52,7 @@ exposition::OperationalSnapshot operational()
     op.packets_malformed = 3;
     op.handshakes_abandoned = 4;
     op.answers_rejected = 6;
+    op.flow_table_evictions = 7;
     op.probes = {{"eth0", true}, {"eth1", false}};
     op.config_reload_ok = true;
     op.config_reload_success_timestamp = 1700000000;
@@ -140,6 +141,7 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
     CHECK(has_line(text, "flowlat_packets_malformed_total 3"));
     CHECK(has_line(text, "flowlat_handshakes_abandoned_total 4"));
     CHECK(has_line(text, "flowlat_probe_answers_rejected_total 6"));
+    CHECK(has_line(text, "flowlat_flow_table_evictions_total 7"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth0\"} 1"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth1\"} 0"));
     CHECK(has_line(text, "flowlat_probe_interfaces_wanted 2"));
