@@ -175,7 +175,8 @@ def check_phase(chk: N.Checker, what: str, direction: str, done: list[tuple], pk
         count = h1[le] - h0.get(le, 0.0)
         allowed = sum(1 for r in rtts if r / 1e9 - RTT_TOLERANCE_NS / 1e9 <= le and r / 1e9 + RTT_TOLERANCE_NS / 1e9 > lo)
         chk.check(count <= allowed, f"{what}: {count:.0f} RTT samples in ({lo}, {le}] s, but only {allowed}"
-                                    f" captured RTTs (±250 µs) fall there")
+                                    f" captured RTTs (±250 µs) fall there; captured RTTs in ms near it:"
+                                    f" {sorted(round(r / 1e6, 3) for r in rtts if lo * 0.8e9 <= r <= le * 1.2e9)[:20]}")
     k = int(round(n))
     srt = sorted(rtts)
     if 0 < k <= len(srt):
