@@ -135,7 +135,8 @@ def connects(lab: N.Lab) -> list[N.Connect]:
     for _ in range(REPEATS):
         for port, (what, families) in BROKEN.items():
             for family in families:
-                c = lab.connect(family, port, timeout=3)
+                # A port of its own per connect(): a reused 4-tuple would blur the capture's truth.
+                c = lab.connect(family, port, timeout=3, local_port=41000 + len(out))
                 if c.result != "connected":
                     N.fail_hard(f"harness: connect() after a {what} gave {c.result}")
                 out.append(c)

@@ -109,18 +109,23 @@ class Driver:
 
     def __init__(self, lab: N.Lab, direction: str, client: R.RawClient | None):
         self.lab, self.direction, self.client = lab, direction, client
-        self.done: list[tuple] = []  # (family, local, lport, peer, pport, result)
+        self.done: list[tuple] = []  # (family, local, lport, peer, pport, epoch)
+        # Freed ephemeral ports come back: the n-th connection of a 4-tuple is epoch n in the capture.
+        self._uses: dict[tuple, int] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def one(self, family: int) -> None:
         if self.direction == "outbound":
             c = self.lab.connect(family, PEER_PORT, timeout=4)
-            self.done.append((family, c.local, c.local_port, c.peer, c.peer_port, c.result))
+            key = (family, c.local, c.local_port, c.peer, c.peer_port)
         else:
             server, me = N.ADDRS[family]
             h = self.client.handshake(family, me, server, LISTEN_PORT, ack_delay=DELAY, timeout=4)
-            self.done.append((family, h.dst, h.dport, h.src, h.sport, h.result))
+            key = (family, h.dst, h.dport, h.src, h.sport)
+        epoch = self._uses.get(key, 0)
+        self._uses[key] = epoch + 1
+        self.done.append((*key, epoch))
 
     def _loop(self, families: tuple[int, ...]) -> None:
         i = 0
@@ -146,9 +151,9 @@ def check_phase(chk: N.Checker, what: str, direction: str, done: list[tuple], pk
     """The metrics' delta between two scrapes against the capture's truth of `done`."""
     rtts = []
     happened = 0
-    for family, local, lport, peer, pport, _result in done:
+    for family, local, lport, peer, pport, epoch in done:
         try:
-            t = truth(pkts, direction, family, local, lport, peer, pport)
+            t = truth(pkts, direction, family, local, lport, peer, pport, epoch=epoch)
         except AssertionError:
             continue  # never reached the wire
         if t.outcome != "completed":

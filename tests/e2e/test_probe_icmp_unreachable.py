@@ -83,11 +83,12 @@ class IcmpResponder(R.Responder):
         super()._on_frame(frame, rx_ns)
 
 
-def connect(lab: N.Lab, family: int, port: int) -> tuple[int, int, float]:
+def connect(lab: N.Lab, family: int, port: int, local_port: int) -> tuple[int, int, float]:
     """(local port, errno or 0, seconds connect() took)."""
     s = lab.client_socket(family)
     try:
-        s.bind((N.ADDRS[family][0], 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((N.ADDRS[family][0], local_port))
         lport = s.getsockname()[1]
         s.settimeout(3)
         t0 = time.monotonic()
@@ -110,7 +111,8 @@ def drive_icmp(lab: N.Lab) -> list[tuple[int, int, int]]:
     done = []
     for _ in range(REPEATS):
         for port, (family, _t, _c, what, want) in ICMP_PORTS.items():
-            lport, err, took = connect(lab, family, port)
+            # A port of its own per connect(), so each printed line names one connect().
+            lport, err, took = connect(lab, family, port, 42000 + len(done))
             if err != want or took > 1.0:
                 N.fail_hard(f"harness: connect() answered by {what} ended with errno {err}"
                             f" ({errno.errorcode.get(err, '?')}) after {took:.3f} s; want {errno.errorcode[want]}")
