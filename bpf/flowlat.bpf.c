@@ -159,6 +159,7 @@ enum parse_result {
 	PARSE_OK = 0,
 	PARSE_SKIP,
 	PARSE_MALFORMED,
+	PARSE_ICMP, /* an ICMP or ICMPv6 message: pkt->l3_off, l4_off and family are set */
 };
 
 /* Where the parsers are in the packet. */
@@ -226,8 +227,14 @@ static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp
 	if (!network_header(c, pkt, sizeof(*ip), FLOWLAT_FAMILY_IPV4))
 		return PARSE_MALFORMED;
 	ip = pkt->l3;
-	if (ip->protocol != IPPROTO_TCP)
+	if (ip->protocol != IPPROTO_TCP) {
+		/* Checked only once the packet is known not to be TCP: the TCP path pays nothing. */
+		if (ip->protocol == IPPROTO_ICMP) {
+			pkt->l4_off = c->off + ip->ihl * 4;
+			return PARSE_ICMP;
+		}
 		return PARSE_SKIP;
+	}
 	/* Only the first fragment carries the TCP header. */
 	if (ip->frag_off & bpf_htons(0x1fff))
 		return PARSE_SKIP;
@@ -273,6 +280,10 @@ static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp
 			nexthdr = frag->nexthdr;
 			c->off = bounded_off(c->off) + sizeof(*frag);
 		} else {
+			if (nexthdr == IPPROTO_ICMPV6) {
+				pkt->l4_off = c->off;
+				return PARSE_ICMP;
+			}
 			return PARSE_SKIP;
 		}
 	}
@@ -974,8 +985,12 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 			delete_flow(&key); /* a new attempt: the record has served */
 		} else if (same_syn) {
 			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
-			if (egress)
-				record_transmission(skb, pkt, flow, now);
+			if (egress) {
+				/* Through a copy, for the reason given in on_syn_ack_sent. */
+				fresh = *flow;
+				record_transmission(skb, pkt, &fresh, now);
+				bpf_map_update_elem(&flows, &key, &fresh, BPF_EXIST);
+			}
 			return;
 		} else if (flow->direction != direction) {
 			/*
@@ -1004,19 +1019,31 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (!flow || flow->direction != FLOWLAT_DIRECTION_INBOUND || !acks_syn(flow, pkt->ack))
 		return;
+	/*
+	 * The entry may be deleted at any moment (the sweep times it out, a new ISN abandons it)
+	 * and its memory reused at once for another flow, so it is never written through this
+	 * pointer: a changed copy replaces it with BPF_EXIST, which fails once it was deleted.
+	 */
 	if (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED) {
-		flow->expected_ack = pkt->seq + 1;
-		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
-		flow->ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be,
-							key.peer_port_be);
-		flow->ack_filter_epoch = ack_epoch & 1;
-		/* Stage last: the ACK path trusts expected_ack once it sees SYNACK_SENT. */
-		flow->stage = FLOWLAT_STAGE_SYNACK_SENT;
-		__sync_fetch_and_add(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
-					      .count[flow->ack_filter_epoch & 1],
-				     1);
+		struct flowlat_flow next = *flow;
+		__u32 *bucket;
+
+		next.expected_ack = pkt->seq + 1;
+		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
+		next.ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be, key.peer_port_be);
+		next.ack_filter_epoch = ack_epoch & 1;
+		next.stage = FLOWLAT_STAGE_SYNACK_SENT;
+		bucket = &ack_filter[next.ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
+				  .count[next.ack_filter_epoch & 1];
+		/* Counted before the entry shows SYNACK_SENT, so an ACK that ends it at once releases a count. */
+		__sync_fetch_and_add(bucket, 1);
+		if (bpf_map_update_elem(&flows, &key, &next, BPF_EXIST))
+			__sync_fetch_and_sub(bucket, 1);
 	} else if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq + 1 == flow->expected_ack) {
-		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
+		struct flowlat_flow next = *flow;
+
+		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
+		bpf_map_update_elem(&flows, &key, &next, BPF_EXIST);
 	}
 }
 
@@ -1053,7 +1080,9 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	 * gave up) ends the handshake with no outcome to report: it is counted, not timed out.
 	 * Its RST carries the client's next sequence number, ISN + 1.
 	 */
-	if (!egress && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) {
+	if (!egress && flow->direction == FLOWLAT_DIRECTION_INBOUND &&
+	    ((flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) ||
+	     (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED && (pkt->seq == flow->syn_seq + 1 || pkt->seq == flow->syn_seq)))) {
 		struct flow_end copy;
 
 		if (!host_accepts(skb, pkt))
@@ -1097,13 +1126,99 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
+/*
+ * ICMP destination-unreachable codes that make Linux end a connect() in SYN_SENT (tcp_v4_err).
+ * (linux/icmp.h and icmpv6.h pull in libc headers, so the two types are spelled here.)
+ */
+#define ICMP_DEST_UNREACH 3
+#define ICMPV6_DEST_UNREACH 1
+#define ICMP_FRAG_NEEDED_CODE 4
+#define ICMP_MAX_UNREACH_CODE 15
+
+/*
+ * An ICMP or ICMPv6 destination-unreachable error on ingress that quotes a pending outbound
+ * SYN ends that handshake as `unreachable`, as the host's stack ends the connect() (IPv4:
+ * every code up to 15 but "fragmentation needed"; IPv6: every code). The quoted IP header
+ * must be ours: TCP, from our address and port to the peer's, and the quoted sequence
+ * number our ISN. The message must pass the same checks as any answer (answer_accepted:
+ * addressed to this host, valid IP header, ICMP checksum).
+ *
+ * A global function, reached only by ICMP packets on ingress: verified once, and nothing
+ * on the TCP paths.
+ */
+__noinline int on_icmp_error(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 family)
+{
+	struct flowlat_flow_key key = {};
+	struct flowlat_flow *flow;
+	struct flow_end copy;
+	__u8 icmp[8], quoted[40];
+	__u32 quoted_l4, min_bytes, seq;
+	__u16 ports[2];
+	__u8 protocol;
+
+	if (!skb)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4_off, icmp, sizeof(icmp)))
+		return 0;
+	if (family == FLOWLAT_FAMILY_IPV4) {
+		if (icmp[0] != ICMP_DEST_UNREACH || icmp[1] == ICMP_FRAG_NEEDED_CODE || icmp[1] > ICMP_MAX_UNREACH_CODE)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l4_off + 8, quoted, sizeof(struct iphdr)))
+			return 0;
+		if (quoted[0] >> 4 != 4 || (quoted[0] & 0xf) < 5 || quoted[9] != IPPROTO_TCP)
+			return 0;
+		quoted_l4 = l4_off + 8 + (quoted[0] & 0xf) * 4;
+		__builtin_memcpy(key.local_addr, &quoted[12], 4);
+		__builtin_memcpy(key.peer_addr, &quoted[16], 4);
+		protocol = IPPROTO_ICMP;
+	} else {
+		if (icmp[0] != ICMPV6_DEST_UNREACH)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l4_off + 8, quoted, sizeof(struct ipv6hdr)))
+			return 0;
+		if (quoted[0] >> 4 != 6 || quoted[6] != IPPROTO_TCP)
+			return 0;
+		quoted_l4 = l4_off + 8 + sizeof(struct ipv6hdr);
+		__builtin_memcpy(key.local_addr, &quoted[8], 16);
+		__builtin_memcpy(key.peer_addr, &quoted[24], 16);
+		protocol = IPPROTO_ICMPV6;
+	}
+	/* RFC 792 quotes at least the first 8 bytes of the datagram: both ports and the seq. */
+	if (bpf_skb_load_bytes(skb, quoted_l4, ports, sizeof(ports)) ||
+	    bpf_skb_load_bytes(skb, quoted_l4 + 4, &seq, sizeof(seq)))
+		return 0;
+	key.local_port_be = ports[0];
+	key.peer_port_be = ports[1];
+	key.ifindex = skb->ifindex;
+	key.family = family;
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (!flow || flow->direction != FLOWLAT_DIRECTION_OUTBOUND || flow->stage != FLOWLAT_STAGE_SYN_SENT ||
+	    flow->syn_seq != bpf_ntohl(seq))
+		return 0;
+	min_bytes = quoted_l4 + 8 - l4_off;
+	if (!answer_accepted(skb, l3_off, l4_off, family | (__u32)protocol << 16 | (min_bytes & 0xff) << 24)) {
+		count(FLOWLAT_COUNTER_ANSWERS_REJECTED);
+		return 0;
+	}
+	save_end(flow, &copy);
+	if (delete_flow(&key))
+		return 0;
+	emit(&key, &copy, FLOWLAT_OUTCOME_UNREACHABLE, bpf_ktime_get_ns(), 0, false);
+	return 1;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, bool egress, bool ethernet)
 {
 	struct tcp_packet pkt;
+	enum parse_result result;
 	__u8 handshake_flags;
 
-	if (parse_tcp(skb, &pkt, ethernet))
+	result = parse_tcp(skb, &pkt, ethernet);
+	if (result != PARSE_OK) {
+		if (result == PARSE_ICMP && !egress)
+			on_icmp_error(skb, pkt.l3_off, pkt.l4_off, pkt.family);
 		return TC_ACT_UNSPEC;
+	}
 	handshake_flags = pkt.flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK);
 
 	if (handshake_flags == TCP_FLAG_ACK) {

@@ -49,6 +49,13 @@ enum flowlat_outcome {
 	FLOWLAT_OUTCOME_COMPLETED = 0,
 	FLOWLAT_OUTCOME_REFUSED = 1,
 	FLOWLAT_OUTCOME_TIMEOUT = 2,
+	/* Outbound: an ICMP or ICMPv6 destination-unreachable error quoting our pending SYN. */
+	FLOWLAT_OUTCOME_UNREACHABLE = 3,
+	/*
+	 * Inbound: our SYN-ACK went out again after the ACK that completed the handshake, so the
+	 * listener dropped that ACK (accept queue full). Reported once, after `completed`.
+	 */
+	FLOWLAT_OUTCOME_ACCEPT_OVERFLOW = 4,
 };
 
 enum flowlat_family {
@@ -141,7 +148,7 @@ enum flowlat_counter {
 	FLOWLAT_COUNTER_FLOW_TABLE_FULL = 1, /* a new handshake found no room */
 	FLOWLAT_COUNTER_PACKETS_MALFORMED = 2, /* headers truncated or invalid */
 	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
-	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK */
+	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK (or at SYN_RECEIVED) */
 	/*
 	 * An ingress answer (SYN-ACK, RST, final ACK) that would have ended a handshake but that
 	 * the host's stack drops: not for this host, a bad IP header, a fragment, a TCP header

@@ -291,10 +291,20 @@ void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std:
     w.family("flowlat_handshakes_total", "TCP handshakes observed, by outcome.", MetricType::counter);
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
-        for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout}) {
+        for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout, Outcome::unreachable}) {
             w.value({{"outcome", to_string(outcome)}}, labels,
                     static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(outcome)]));
         }
+    }
+
+    w.family("flowlat_handshake_accept_overflows_total",
+             "Inbound handshakes whose final ACK the listener dropped because its accept queue was full (seen as "
+             "our SYN-ACK sent again after that ACK); each was also counted completed at the dropped ACK.",
+             MetricType::counter);
+    for (const auto& row : rows) {
+        const auto labels = series_labels(row.labels);
+        w.value({}, labels,
+                static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)]));
     }
 
     w.family("flowlat_syn_retransmits_total",

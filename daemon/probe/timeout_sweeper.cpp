@@ -107,10 +107,14 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
     }
 
     // Deletes the entry if it is still what the walk saw. Atomic with the kernel: whoever
-    // deletes an entry reports its outcome. An entry a new SYN put in its place between the
-    // walk and the delete is put back.
+    // deletes an entry reports its outcome. The entry is read again first and left alone when
+    // it is no longer wanted (a new SYN put another handshake in its place since the walk), so
+    // a live handshake is deleted and put back only if it changes in the microseconds between
+    // that read and the delete; before, every entry replaced since the walk (milliseconds) was,
+    // and a packet completing it in between found nothing.
     auto take_if = [fd, this](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
         flowlat_flow flow{};
+        if (bpf_map_lookup_elem(fd, &key, &flow) != 0 || !still_wanted(flow)) return std::nullopt;
         if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) return std::nullopt;
         ++own_deletes_;
         if (still_wanted(flow)) return flow;

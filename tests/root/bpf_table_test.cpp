@@ -970,6 +970,15 @@ TEST_CASE("an RST-ACK answering the SYN refuses it, other resets are ignored", "
          {ingress(in_syn(server6)), egress(out_syn_ack(server6)),
           ingress(received(server6, rst_ack).seq(client_isn + 1).ack(server_isn + 1))},
          {}, {}, {.handshakes_aborted = 1}},
+        {"IPv4 inbound: the client resets at SYN_RECEIVED (our SYN-ACK not seen yet): aborted, not a timeout",
+         {ingress(in_syn(server4)), ingress(received(server4, rst).seq(client_isn + 1).ack(0))},
+         {}, {}, {.handshakes_aborted = 1}},
+        {"IPv6 inbound: a client RST at SYN_RECEIVED with the ISN itself is aborted too",
+         {ingress(in_syn(server6)), ingress(received(server6, rst).seq(client_isn).ack(0))},
+         {}, {}, {.handshakes_aborted = 1}},
+        {"inbound: a client RST at SYN_RECEIVED with another sequence number is ignored",
+         {ingress(in_syn(server4)), ingress(received(server4, rst).seq(client_isn + 7).ack(0))},
+         {}, {pending_inbound(server4, FLOWLAT_STAGE_SYN_RECEIVED, 0)}},
         {"inbound: a client RST with another sequence number is ignored",
          {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
           ingress(received(server4, rst).seq(client_isn + 5).ack(0))},
@@ -1461,5 +1470,87 @@ TEST_CASE("answers the host's stack drops end nothing; the valid retransmission 
               put16_at(p.bytes, p.transport_offset + 16, sum);
           }))},
          {completed(1, out, client4, 0)}},
+    });
+}
+
+namespace {
+
+// An ICMP destination-unreachable (IPv4) or ICMPv6 destination-unreachable error from the peer
+// that quotes `quoted` (its IP header and the first 8 bytes of TCP), with a right checksum
+// unless `corrupt`.
+Packet icmp_unreachable(const Tuple& t, const Packet& quoted, std::uint8_t code, bool corrupt = false)
+{
+    const bool v6 = quoted.bytes[quoted.network_offset] >> 4 == 6;
+    Bytes message{static_cast<std::uint8_t>(v6 ? 1 : 3), code, 0, 0, 0, 0, 0, 0};
+    message.insert(message.end(), quoted.bytes.begin() + static_cast<std::ptrdiff_t>(quoted.network_offset),
+                   quoted.bytes.begin() + static_cast<std::ptrdiff_t>(quoted.transport_offset + 8));
+    PacketBuilder builder;
+    builder.ip(t.peer, t.local).ip_protocol(v6 ? 58 : 1).payload(message);
+    Packet p = builder.build();
+    const std::size_t at = p.transport_offset;
+    const std::size_t length = p.bytes.size() - at;
+    std::uint32_t sum = 0;
+    auto add = [&](std::size_t from, std::size_t to) {
+        for (std::size_t i = from; i + 1 < to; i += 2) sum += static_cast<std::uint32_t>(p.bytes[i] << 8 | p.bytes[i + 1]);
+        if ((to - from) % 2) sum += static_cast<std::uint32_t>(p.bytes[to - 1] << 8);
+    };
+    if (v6) {
+        add(p.network_offset + 8, p.network_offset + 40); // source and destination
+        sum += static_cast<std::uint32_t>(length) + 58;
+    }
+    add(at, at + length);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    put16_at(p.bytes, at + 2, ~sum & 0xffff);
+    if (corrupt) p.bytes[at + 2] ^= 0x5a;
+    p.summary += " (ICMP unreachable)";
+    return p;
+}
+
+ExpectedEvent unreachable(std::size_t step, const Tuple& tuple, std::uint16_t retransmits = 0)
+{
+    return ExpectedEvent{step, Outcome::unreachable, Direction::outbound, tuple, retransmits, 0, std::nullopt,
+                         std::nullopt};
+}
+
+} // namespace
+
+TEST_CASE("ICMP errors quoting a pending SYN end it as unreachable", "[root][bpf]")
+{
+    const auto syn4 = out_syn(client4).build();
+    const auto syn6 = out_syn(client6).build();
+    const auto other_isn4 = out_syn(client4, client_isn + 100).build();
+    run_table({
+        {"IPv4 port unreachable", {egress(out_syn(client4)), ingress(icmp_unreachable(client4, syn4, 3))},
+         {unreachable(1, client4)}},
+        {"IPv4 administratively prohibited, after a retransmission",
+         {egress(out_syn(client4)), egress(out_syn(client4)), ingress(icmp_unreachable(client4, syn4, 13))},
+         {unreachable(2, client4, 1)}},
+        {"IPv6 port unreachable", {egress(out_syn(client6)), ingress(icmp_unreachable(client6, syn6, 4))},
+         {unreachable(1, client6)}},
+        {"IPv6 administratively prohibited", {egress(out_syn(client6)), ingress(icmp_unreachable(client6, syn6, 1))},
+         {unreachable(1, client6)}},
+        {"IPv4 fragmentation needed does not end a connect()",
+         {egress(out_syn(client4)), ingress(icmp_unreachable(client4, syn4, 4))},
+         {},
+         {pending_outbound(client4)}},
+        {"an error quoting another ISN ends nothing",
+         {egress(out_syn(client4)), ingress(icmp_unreachable(client4, other_isn4, 3))},
+         {},
+         {pending_outbound(client4)}},
+        {"an error with a bad ICMP checksum ends nothing and is counted",
+         {egress(out_syn(client4)), ingress(icmp_unreachable(client4, syn4, 3, true))},
+         {},
+         {pending_outbound(client4)},
+         {.answers_rejected = 1}},
+        {"an ICMPv6 error with a bad checksum ends nothing and is counted",
+         {egress(out_syn(client6)), ingress(icmp_unreachable(client6, syn6, 4, true))},
+         {},
+         {pending_outbound(client6)},
+         {.answers_rejected = 1}},
+        {"an error on egress (our own) ends nothing",
+         {egress(out_syn(client4)), Step{Hook::egress, icmp_unreachable(client4, syn4, 3), 0ms, std::nullopt,
+                                         loopback_ifindex}},
+         {},
+         {pending_outbound(client4)}},
     });
 }
