@@ -894,7 +894,7 @@ static __always_inline bool answered_transmission(struct __sk_buff *skb, const s
 }
 
 /* Ends a handshake. Deleting first makes the outcome exactly-once across CPUs and the sweep. */
-static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packet *pkt,
+static __always_inline bool finish(struct __sk_buff *skb, const struct tcp_packet *pkt,
 				   const struct flowlat_flow_key *key, struct flowlat_flow *flow,
 				   __u8 outcome)
 {
@@ -907,9 +907,10 @@ static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packe
 		rtt_valid = answered_transmission(skb, pkt, flow, &sent_ns);
 	save_end(flow, &copy);
 	if (delete_flow(key))
-		return;
+		return false;
 	release_ack_filter(&copy);
 	emit(key, &copy, outcome, now, now - sent_ns, rtt_valid);
+	return true;
 }
 
 static __always_inline void record_transmission(struct __sk_buff *skb, const struct tcp_packet *pkt,
@@ -978,8 +979,8 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	if (flow) {
 		bool same_syn = flow->direction == direction && flow->syn_seq == pkt->seq;
 
-		if (flow->stage == FLOWLAT_STAGE_REPORTED) {
-			/* Already reported as a timeout: its retransmissions start nothing new. */
+		if (flow->stage == FLOWLAT_STAGE_REPORTED || flow->stage == FLOWLAT_STAGE_ACKED) {
+			/* Already reported: its retransmissions start nothing new. */
 			if (same_syn)
 				return;
 			delete_flow(&key); /* a new attempt: the record has served */
@@ -1044,6 +1045,20 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 
 		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
 		bpf_map_update_elem(&flows, &key, &next, BPF_EXIST);
+	} else if (flow->stage == FLOWLAT_STAGE_ACKED && pkt->seq + 1 == flow->expected_ack) {
+		/*
+		 * Our SYN-ACK again after the ACK that completed the handshake: the listener dropped
+		 * that ACK (accept queue full, tcp_abort_on_overflow = 0). Deleting the record owns
+		 * the report, so it is made once however many retransmissions follow, and on one CPU.
+		 */
+		struct flow_end copy;
+
+		save_end(flow, &copy);
+		if (delete_flow(&key))
+			return;
+		copy.transmissions = 0; /* the completed event already carried the retransmissions */
+		copy.stage = FLOWLAT_STAGE_ACKED; /* holds no filter bucket */
+		emit(&key, &copy, FLOWLAT_OUTCOME_ACCEPT_OVERFLOW, bpf_ktime_get_ns(), 0, false);
 	}
 }
 
@@ -1122,8 +1137,21 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	 * never looked up, to keep the established path free of map operations.)
 	 */
 	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack &&
-	    host_accepts(skb, pkt))
-		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
+	    host_accepts(skb, pkt)) {
+		struct flowlat_flow acked = *flow;
+
+		/*
+		 * The RTT is real even if the listener drops this ACK, so `completed` is reported as
+		 * always (finish deletes to own the outcome and releases the filter bucket). The
+		 * entry then goes back as an ACKED record, so that a SYN-ACK sent again shows the ACK
+		 * was dropped (on_syn_ack_sent). A retransmission in the nanoseconds between the
+		 * delete and the insert would be missed; Linux sends the first one after ~1 s.
+		 */
+		if (finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED)) {
+			acked.stage = FLOWLAT_STAGE_ACKED;
+			insert_flow(&key, &acked);
+		}
+	}
 }
 
 /*

@@ -81,7 +81,20 @@ enum flowlat_stage {
 	 * the same SYN are recognised instead of starting a second handshake. Nothing completes it.
 	 */
 	FLOWLAT_STAGE_REPORTED = 3,
+	/*
+	 * Inbound, already reported `completed` at the client's final ACK: kept (by the probe's
+	 * put-back after that report; no counting-filter bucket held) so that our SYN-ACK sent
+	 * again for the same ISN reveals that the listener dropped that ACK (accept queue full).
+	 * The sweep forgets it after FLOWLAT_ACKED_KEPT_NS, without an event.
+	 */
+	FLOWLAT_STAGE_ACKED = 4,
 };
+
+/*
+ * How long an ACKED record is kept, from the first SYN: Linux retransmits the SYN-ACK of a
+ * request whose final ACK it dropped ~1 s, 3 s and 7 s after the first; one is enough.
+ */
+#define FLOWLAT_ACKED_KEPT_NS 10000000000ull
 
 /*
  * A flow is keyed from the host's point of view, so both directions of a

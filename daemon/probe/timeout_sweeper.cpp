@@ -86,9 +86,12 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
         for (__u32 i = 0; i < count; ++i) {
             ++entries;
             const std::uint64_t age = now_ns > values[i].first_syn_ns ? now_ns - values[i].first_syn_ns : 0;
-            if (values[i].stage == FLOWLAT_STAGE_REPORTED) {
+            if (values[i].stage == FLOWLAT_STAGE_REPORTED || values[i].stage == FLOWLAT_STAGE_ACKED) {
+                // ACKED: an inbound handshake reported completed, kept only to see its SYN-ACK
+                // sent again (accept queue overflow); it never times out.
                 reported.push_back(keys[i]);
-                reported_old.push_back(age >= timeout_ns + reported_kept_ns);
+                reported_old.push_back(values[i].stage == FLOWLAT_STAGE_ACKED ? age >= FLOWLAT_ACKED_KEPT_NS
+                                                                               : age >= timeout_ns + reported_kept_ns);
             } else if (age >= timeout_ns) {
                 expired.push_back(keys[i]);
             }
@@ -127,14 +130,16 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
     const bool pressure = entries > probe_.options().flow_table_size / 2;
     for (std::size_t i = 0; i < reported.size(); ++i) {
         if (!pressure && !reported_old[i]) continue;
-        const auto is_record = [](const flowlat_flow& flow) { return flow.stage == FLOWLAT_STAGE_REPORTED; };
+        const auto is_record = [](const flowlat_flow& flow) {
+            return flow.stage == FLOWLAT_STAGE_REPORTED || flow.stage == FLOWLAT_STAGE_ACKED;
+        };
         if (take_if(reported[i], is_record) && entries > 0) --entries;
     }
 
     std::vector<HandshakeEvent> timeouts;
     for (const auto& key : expired) {
         auto taken = take_if(key, [&](const flowlat_flow& flow) {
-            return flow.stage != FLOWLAT_STAGE_REPORTED && now_ns > flow.first_syn_ns &&
+            return flow.stage != FLOWLAT_STAGE_REPORTED && flow.stage != FLOWLAT_STAGE_ACKED && now_ns > flow.first_syn_ns &&
                    now_ns - flow.first_syn_ns >= timeout_ns;
         });
         if (!taken) continue;

@@ -263,3 +263,23 @@ TEST_CASE("the sweep derives the LRU table's evictions and repairs the filter bu
     run(ingress, segment(client4, local4, 60000, 8080, ack, 5001, 7001));
     CHECK(total_ack_filter(*probe) == 0);
 }
+
+TEST_CASE("the sweep forgets accept-overflow records silently, never as timeouts", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    run(ingress, segment(client4, local4, 50001, 8080, syn, 1000));
+    run(egress, segment(local4, client4, 8080, 50001, syn | ack, 7000, 1001));
+    run(ingress, segment(client4, local4, 50001, 8080, ack, 1001, 7001));
+    probe::TimeoutSweeper sweeper(*probe);
+    const std::uint64_t now = clock::monotonic_ns();
+    // Past handshake_timeout: the completed handshake's record is no timeout.
+    CHECK(sweeper.sweep(now + 1'000'000'000).empty());
+    CHECK(sweeper.last_entry_count() == 1);
+    // Past FLOWLAT_ACKED_KEPT_NS: forgotten, with no event.
+    CHECK(sweeper.sweep(now + FLOWLAT_ACKED_KEPT_NS + 1'000'000'000).empty());
+    CHECK(sweeper.last_entry_count() == 0);
+}

@@ -506,10 +506,29 @@ void check_event(const HandshakeEvent& actual, const ExpectedEvent& expected, co
     }
 }
 
+// ACKED records (an inbound handshake reported completed, kept to see its SYN-ACK sent again)
+// are checked apart: each must belong to an inbound handshake that completed in the case.
 void check_flows(const LoadedProbe& probe, const std::vector<ExpectedFlow>& expected_flows,
-                 const std::vector<Window>& windows)
+                 const std::vector<Window>& windows,
+                 const std::vector<std::pair<std::size_t, HandshakeEvent>>& events)
 {
-    const auto flows = probe.flows();
+    auto flows = probe.flows();
+    for (auto it = flows.begin(); it != flows.end();) {
+        if (it->second.stage != FLOWLAT_STAGE_ACKED) {
+            ++it;
+            continue;
+        }
+        const flowlat_flow_key key = it->first;
+        const bool completed_here = std::any_of(events.begin(), events.end(), [&](const auto& event) {
+            const HandshakeEvent& e = event.second;
+            return e.outcome == Outcome::completed && e.direction == Direction::inbound &&
+                   e.local_port == ntohs(key.local_port_be) && e.peer_port == ntohs(key.peer_port_be) &&
+                   std::memcmp(e.peer.data(), key.peer_addr, 16) == 0;
+        });
+        CHECK(completed_here);
+        CHECK(it->second.direction == FLOWLAT_DIRECTION_INBOUND);
+        it = flows.erase(it);
+    }
     CHECK(flows.size() == expected_flows.size());
     for (const auto& expected : expected_flows) {
         INFO("flow " << describe(expected.tuple));
@@ -562,7 +581,7 @@ void run_case(const Case& c)
         CHECK(events[i].first == c.events[i].step);
         check_event(events[i].second, c.events[i], windows);
     }
-    check_flows(probe, c.flows, windows);
+    check_flows(probe, c.flows, windows, events);
 
     CHECK(probe.counter(FLOWLAT_COUNTER_EVENTS_LOST) == c.counters.events_lost);
     CHECK(probe.counter(FLOWLAT_COUNTER_FLOW_TABLE_FULL) == c.counters.flow_table_full);
@@ -1552,5 +1571,35 @@ TEST_CASE("ICMP errors quoting a pending SYN end it as unreachable", "[root][bpf
                                          loopback_ifindex}},
          {},
          {pending_outbound(client4)}},
+    });
+}
+
+TEST_CASE("inbound: our SYN-ACK sent again after the completing ACK is an accept-queue overflow", "[root][bpf]")
+{
+    const auto in = Direction::inbound;
+    const ExpectedEvent overflow4{3, Outcome::accept_overflow, in, server4, 0, 0, std::nullopt, std::nullopt};
+    const ExpectedEvent overflow6{3, Outcome::accept_overflow, in, server6, 0, 0, std::nullopt, std::nullopt};
+    run_table({
+        {"IPv4: completed at the ACK (its RTT is real), then one overflow however often the SYN-ACK repeats",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)), with_ack_filter(ingress(in_ack(server4)), 0),
+          egress(out_syn_ack(server4)), egress(out_syn_ack(server4)), ingress(in_ack(server4))},
+         {completed(2, in, server4, 1), overflow4}},
+        {"IPv6 likewise",
+         {ingress(in_syn(server6)), egress(out_syn_ack(server6)), ingress(in_ack(server6)),
+          egress(out_syn_ack(server6))},
+         {completed(2, in, server6, 1), overflow6}},
+        {"a SYN-ACK of another ISN on the record is no overflow; the record stays",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)), ingress(in_ack(server4)),
+          egress(out_syn_ack(server4, client_isn, server_isn + 5))},
+         {completed(2, in, server4, 1)}},
+        {"a new SYN (new ISN) on the record starts a new handshake, with no timeout for the old one",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)), ingress(in_ack(server4)),
+          ingress(in_syn(server4, client_isn + 1000))},
+         {completed(2, in, server4, 1)},
+         {ExpectedFlow{server4, in, FLOWLAT_STAGE_SYN_RECEIVED, 0, client_isn + 1000, 3}}},
+        {"the client's own ACKs after completion change nothing (filter bucket released)",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)), ingress(in_ack(server4)),
+          with_ack_filter(ingress(in_ack(server4)), 0)},
+         {completed(2, in, server4, 1)}},
     });
 }
