@@ -31,6 +31,33 @@ void put32(Frame& f, std::size_t at, std::uint32_t v)
     put16(f, at + 2, static_cast<std::uint16_t>(v));
 }
 
+// One's complement sum of big-endian 16-bit words.
+std::uint32_t sum16(const Frame& f, std::size_t from, std::size_t to, std::uint32_t sum = 0)
+{
+    for (std::size_t i = from; i + 1 < to; i += 2) sum += static_cast<std::uint32_t>(f[i] << 8 | f[i + 1]);
+    if ((to - from) % 2 != 0) sum += static_cast<std::uint32_t>(f[to - 1] << 8);
+    return sum;
+}
+
+std::uint16_t fold(std::uint32_t sum)
+{
+    while (sum >> 16) sum = (sum & 0xffffu) + (sum >> 16);
+    return static_cast<std::uint16_t>(~sum & 0xffffu);
+}
+
+// The IPv4 and TCP checksums of a tcp4_frame after its fields changed: the probe verifies
+// them on the packets that end a handshake, as the receiving stack would.
+void fix_checksums(Frame& f)
+{
+    const std::size_t t = eth_len + ip_len;
+    put16(f, eth_len + 10, 0);
+    put16(f, eth_len + 10, fold(sum16(f, eth_len, t)));
+    const std::size_t segment = (static_cast<std::size_t>(f[eth_len + 2]) << 8 | f[eth_len + 3]) - ip_len;
+    put16(f, t + 16, 0);
+    const std::uint32_t pseudo = sum16(f, eth_len + 12, eth_len + 20) + 6 + static_cast<std::uint32_t>(segment);
+    put16(f, t + 16, fold(sum16(f, t, t + segment, pseudo)));
+}
+
 } // namespace
 
 // The frames come from the BPF table tests' builder (tests/support/packet_builder.hpp).
@@ -44,7 +71,11 @@ Frame tcp4_frame(const TcpSpec& s)
         .ack(s.ack)
         .payload(Frame(s.payload, 0));
     if (s.linux_syn_options) builder.linux_syn_options(s.tsval, s.tsecr);
-    return builder.build().bytes;
+    Frame frame = builder.build().bytes;
+    // Addressed to the test run's device (loopback, all zeros), so that the kernel gives it
+    // pkt_type PACKET_HOST as a receiving device would; the probe ignores answers for other hosts.
+    std::fill(frame.begin(), frame.begin() + 6, 0);
+    return frame;
 }
 
 void patch_tcp4(Frame& f, std::uint32_t saddr, std::uint32_t daddr, std::uint16_t sport, std::uint16_t dport,
@@ -57,6 +88,7 @@ void patch_tcp4(Frame& f, std::uint32_t saddr, std::uint32_t daddr, std::uint16_
     put16(f, t + 2, dport);
     put32(f, t + 4, seq);
     put32(f, t + 8, ack);
+    fix_checksums(f);
 }
 
 Frame udp4_frame(std::uint32_t saddr, std::uint32_t daddr, std::uint16_t sport, std::uint16_t dport,

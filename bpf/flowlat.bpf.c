@@ -8,6 +8,7 @@
 #include <linux/errno.h>
 #include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -27,7 +28,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 ring_wakeup_bytes = 0;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FLOWLAT_DEFAULT_FLOW_TABLE_SIZE);
 	__type(key, struct flowlat_flow_key);
 	__type(value, struct flowlat_flow);
@@ -48,9 +49,11 @@ struct {
 /*
  * Counting filter of flows awaiting their final ACK (see flowlat.h). A global
  * array compiles to a direct load, so the established-flow ACK path costs no
- * map call. User space decrements a bucket when its sweep times out a flow.
+ * map call. User space decrements a bucket when its sweep times out a flow, and
+ * zeroes an epoch's counts before making it current again (ack_epoch).
  */
-__u32 ack_filter[FLOWLAT_ACK_FILTER_BUCKETS];
+struct flowlat_ack_bucket ack_filter[FLOWLAT_ACK_FILTER_BUCKETS] __attribute__((aligned(8)));
+__u32 ack_epoch;
 
 /* A ring record as the queue counts it: the event plus the ring's 8-byte record header. */
 #define FLOWLAT_RING_RECORD_BYTES (sizeof(struct flowlat_event) + BPF_RINGBUF_HDR_SZ)
@@ -89,6 +92,8 @@ struct tcp_packet {
 	__u32 l4_off; /* offset of the TCP header from skb->data */
 	__u8 family;
 	__u8 flags;
+	/* IPv6: a fragment header with M set (a first fragment; later ones are skipped). */
+	__u8 ipv6_more_fragments;
 	__u16 sport_be;
 	__u16 dport_be;
 	/* Ingress ACK filter inputs, read while the headers are in hand (see on_ack_received). */
@@ -99,12 +104,36 @@ struct tcp_packet {
 	__u32 doff_bytes;
 };
 
+static __always_inline void count(__u32 counter);
+
+/* Every insert into and delete from the flow table by the probe is counted (see flowlat.h). */
+static __always_inline long insert_flow(const struct flowlat_flow_key *key, const struct flowlat_flow *flow);
+static __always_inline long delete_flow(const struct flowlat_flow_key *key);
+
 static __always_inline void count(__u32 counter)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &counter);
 
 	if (value)
 		*value += 1;
+}
+
+static __always_inline long insert_flow(const struct flowlat_flow_key *key, const struct flowlat_flow *flow)
+{
+	long err = bpf_map_update_elem(&flows, key, flow, BPF_NOEXIST);
+
+	if (err == 0)
+		count(FLOWLAT_COUNTER_FLOW_INSERTS);
+	return err;
+}
+
+static __always_inline long delete_flow(const struct flowlat_flow_key *key)
+{
+	long err = bpf_map_delete_elem(&flows, key);
+
+	if (err == 0)
+		count(FLOWLAT_COUNTER_FLOW_DELETES);
+	return err;
 }
 
 /*
@@ -130,6 +159,7 @@ enum parse_result {
 	PARSE_OK = 0,
 	PARSE_SKIP,
 	PARSE_MALFORMED,
+	PARSE_ICMP, /* an ICMP or ICMPv6 message: pkt->l3_off, l4_off and family are set */
 };
 
 /* Where the parsers are in the packet. */
@@ -185,6 +215,7 @@ static __always_inline bool network_header(const struct cursor *c, struct tcp_pa
 	pkt->l3 = l3;
 	pkt->l3_off = c->off;
 	pkt->family = family;
+	pkt->ipv6_more_fragments = 0;
 	return true;
 }
 
@@ -196,8 +227,14 @@ static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct tcp
 	if (!network_header(c, pkt, sizeof(*ip), FLOWLAT_FAMILY_IPV4))
 		return PARSE_MALFORMED;
 	ip = pkt->l3;
-	if (ip->protocol != IPPROTO_TCP)
+	if (ip->protocol != IPPROTO_TCP) {
+		/* Checked only once the packet is known not to be TCP: the TCP path pays nothing. */
+		if (ip->protocol == IPPROTO_ICMP) {
+			pkt->l4_off = c->off + ip->ihl * 4;
+			return PARSE_ICMP;
+		}
 		return PARSE_SKIP;
+	}
 	/* Only the first fragment carries the TCP header. */
 	if (ip->frag_off & bpf_htons(0x1fff))
 		return PARSE_SKIP;
@@ -238,9 +275,15 @@ static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp
 				return PARSE_MALFORMED;
 			if (frag->frag_off & bpf_htons(0xfff8))
 				return PARSE_SKIP;
+			/* The M flag is bit 0 of the host-order field: a __u8 of it must test, not truncate. */
+			pkt->ipv6_more_fragments = (frag->frag_off & bpf_htons(1)) != 0;
 			nexthdr = frag->nexthdr;
 			c->off = bounded_off(c->off) + sizeof(*frag);
 		} else {
+			if (nexthdr == IPPROTO_ICMPV6) {
+				pkt->l4_off = c->off;
+				return PARSE_ICMP;
+			}
 			return PARSE_SKIP;
 		}
 	}
@@ -341,6 +384,234 @@ static __always_inline __u32 tcp_payload_length(struct __sk_buff *skb, const str
 	return ip_end > pkt->l4_off + pkt->doff_bytes ? ip_end - pkt->l4_off - pkt->doff_bytes : 0;
 }
 
+/*
+ * Whether the host's stack will take an ingress packet that is about to end a handshake
+ * (never asked on the fast path: only after the flow lookup matched). See answer_accepted.
+ *
+ * bpf_csum_diff sums at most 512 bytes a call and the segment may lie beyond the linear
+ * part, so it is copied chunk by chunk into a per-CPU scratch buffer. 18 chunks cover a
+ * 9,000-byte MTU; a longer segment only arrives through GRO or LRO, which verified it.
+ */
+#define CSUM_CHUNK_BYTES 512
+#define CSUM_MAX_CHUNKS 18
+#define IPV4_MAX_HEADER_BYTES 60
+#define IPV4_MAX_OPTION_STEPS 40 /* 40 bytes of options: at most 40 one-byte NOPs */
+#define IP_MF_OR_OFFSET 0x3fff  /* in frag_off, host order: more fragments, or an offset */
+
+/* The scratch buffer: a chunk, and room for the verifier's mask-derived bounds (1023). */
+struct answer_scratch {
+	__u8 chunk[2 * CSUM_CHUNK_BYTES];
+	__u8 header[64]; /* the IP header (IPv4 with options: 60 bytes; IPv6: 40) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct answer_scratch);
+} scratch SEC(".maps");
+
+/* A 32-bit one's complement sum folded to 16 bits, in the byte order it was summed in. */
+static __always_inline __u16 csum_fold16(__u32 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)sum;
+}
+
+/*
+ * The options ip_options_compile() refuses on receive (lengths below 2 or past the header;
+ * record-route and timestamp pointers below their minimum or with no room for the next
+ * slot; router alert shorter than 4) and the source-route options ip_rcv_options() drops
+ * while accept_source_route is 0, the kernel's default. Options start at options_off in the
+ * packet and fill options_bytes.
+ *
+ * A global function of scalars of its own, verified once. Each byte is read with
+ * bpf_skb_load_bytes at a run-time offset, so the walk's position never becomes a pointer
+ * offset: the verifier does not have to track its exact range, both ways of stepping (a NOP
+ * or a whole option) meet at the loop head in states it prunes, and its work grows with the
+ * loop's bound instead of exponentially (indexing a copied header made one load exceed the
+ * verifier's 1,000,000-instruction budget).
+ */
+__noinline int ipv4_options_valid(struct __sk_buff *skb, __u32 options_off, __u32 options_bytes)
+{
+	__u32 i = 0;
+
+	if (!skb)
+		return 0;
+	for (int step = 0; step < IPV4_MAX_OPTION_STEPS; step++) {
+		__u8 option[3];
+
+		if (i >= options_bytes)
+			return 1;
+		if (bpf_skb_load_bytes(skb, options_off + i, option, 1))
+			return 0;
+		if (option[0] == IPOPT_END)
+			return 1;
+		if (option[0] == IPOPT_NOOP) {
+			i++;
+			continue;
+		}
+		if (options_bytes - i < 2 || bpf_skb_load_bytes(skb, options_off + i, option, 2))
+			return 0;
+		if (option[1] < 2 || option[1] > options_bytes - i)
+			return 0;
+		if (option[0] == IPOPT_LSRR || option[0] == IPOPT_SSRR)
+			return 0;
+		if (option[0] == IPOPT_RA && option[1] < 4)
+			return 0;
+		if (option[0] == IPOPT_RR || option[0] == IPOPT_TIMESTAMP) {
+			__u8 min_pointer = option[0] == IPOPT_RR ? 4 : 5;
+
+			if (option[1] < min_pointer - 1 || bpf_skb_load_bytes(skb, options_off + i, option, 3))
+				return 0;
+			if (option[2] < min_pointer || (option[2] <= option[1] && option[2] + 3 > option[1]))
+				return 0;
+		}
+		i += option[1];
+	}
+	return i >= options_bytes;
+}
+
+/*
+ * The answer as the host's stack checks it before TCP (or ICMP) sees it: addressed to this
+ * host (pkt_type: not another host's MAC, broadcast or multicast); a valid IP header
+ * (ip_rcv_core: version, IHL, a right header checksum, total length within the packet, no
+ * fragment: reassembly happens after TC, so a fragmented answer never passes the hook
+ * whole; ipv6_rcv: version, a payload length within the packet, 0 being a jumbogram without
+ * its option); the transport header inside the segment (l4_min_bytes); and a right checksum,
+ * unless the device verified it (CHECKSUM_UNNECESSARY, which bpf_csum_level reports).
+ *
+ * `info` packs what the callers know: family (bits 0-7), the IPv6 M flag (bit 8), the
+ * transport protocol (bits 16-23) and the bytes its header must have (bits 24-31).
+ *
+ * A global function: the verifier checks it once, on its own, and not at each caller; the
+ * callers only pass scalars. Returns 1 when the stack will accept the packet.
+ */
+__noinline int answer_accepted(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 info)
+{
+	__u32 zero = 0, family = info & 0xff, protocol = info >> 16 & 0xff, l4_min = info >> 24;
+	__u32 header_bytes, segment, remaining, offset, sum;
+	struct answer_scratch *s;
+	__be32 tail[2];
+	__u16 field;
+	__s64 csum;
+	__u8 *hdr;
+
+	if (!skb || skb->pkt_type != PACKET_HOST)
+		return 0;
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	hdr = s->header;
+	if (l4_off <= l3_off)
+		return 0;
+	if (family == FLOWLAT_FAMILY_IPV4) {
+		__u32 total;
+
+		if (bpf_skb_load_bytes(skb, l3_off, hdr, sizeof(struct iphdr)))
+			return 0;
+		header_bytes = (hdr[0] & 0xf) * 4;
+		barrier_var(header_bytes);
+		if (hdr[0] >> 4 != 4 || header_bytes < sizeof(struct iphdr) || l4_off - l3_off != header_bytes)
+			return 0;
+		if (((__u16)hdr[6] << 8 | hdr[7]) & IP_MF_OR_OFFSET)
+			return 0;
+		total = (__u16)hdr[2] << 8 | hdr[3];
+		if (total < header_bytes + l4_min || total > skb->len - l3_off)
+			return 0;
+		if (header_bytes > sizeof(struct iphdr) && bpf_skb_load_bytes(skb, l3_off, hdr, header_bytes))
+			return 0;
+		/* header_bytes: a multiple of 4 from 20 to 60, as bpf_csum_diff wants. */
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)hdr, header_bytes, 0);
+		if (csum < 0 || csum_fold16((__u32)csum) != 0xffff)
+			return 0;
+		if (header_bytes > sizeof(struct iphdr) &&
+		    !ipv4_options_valid(skb, l3_off + sizeof(struct iphdr), header_bytes - sizeof(struct iphdr)))
+			return 0;
+		segment = total - header_bytes;
+		/* The pseudo-header's addresses: saddr and daddr, bytes 12 to 20. */
+		csum = protocol == IPPROTO_ICMP ? 0 : bpf_csum_diff(NULL, 0, (__be32 *)(hdr + 12), 8, 0);
+	} else {
+		__u32 payload, extensions;
+
+		if (info & 0x100)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l3_off, hdr, sizeof(struct ipv6hdr)))
+			return 0;
+		if (hdr[0] >> 4 != 6)
+			return 0;
+		payload = (__u16)hdr[4] << 8 | hdr[5];
+		extensions = l4_off - l3_off - sizeof(struct ipv6hdr);
+		if (l4_off - l3_off < sizeof(struct ipv6hdr) || payload < extensions + l4_min ||
+		    sizeof(struct ipv6hdr) + payload > skb->len - l3_off)
+			return 0;
+		segment = payload - extensions;
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)(hdr + 8), 32, 0); /* saddr, daddr */
+	}
+	if (csum < 0)
+		return 0;
+	if (bpf_csum_level(skb, BPF_CSUM_LEVEL_QUERY) >= 0)
+		return 1;
+	sum = (__u32)csum;
+	if (protocol != IPPROTO_ICMP) {
+		tail[0] = bpf_htonl(segment);
+		tail[1] = bpf_htonl(protocol);
+		csum = bpf_csum_diff(NULL, 0, tail, sizeof(tail), sum);
+		if (csum < 0)
+			return 0;
+		sum = (__u32)csum;
+	}
+	/*
+	 * A TCP segment whose checksum is still to be filled in (CHECKSUM_PARTIAL: sent by
+	 * another namespace of this host over a veth) carries the bare pseudo-header sum, and
+	 * the stack accepts it unchecked. BPF cannot read ip_summed, so that shape is known by
+	 * its value (a corrupted segment that happens to hold it: 1 in 65,536).
+	 */
+	if (protocol == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l4_off + offsetof(struct tcphdr, check), &field, sizeof(field)))
+			return 0;
+		if (field == csum_fold16(sum))
+			return 1;
+	}
+	if (segment > CSUM_MAX_CHUNKS * CSUM_CHUNK_BYTES)
+		return 1;
+	remaining = segment;
+	offset = l4_off;
+	for (int chunk = 0; chunk < CSUM_MAX_CHUNKS; chunk++) {
+		__u32 bytes = remaining < CSUM_CHUNK_BYTES ? remaining : CSUM_CHUNK_BYTES;
+		__u32 words;
+
+		barrier_var(bytes);
+		if (bytes == 0 || bytes > CSUM_CHUNK_BYTES)
+			break;
+		words = (bytes + 3) & ~3u;
+		/* An odd tail is summed with zeros after it, as the checksum defines. */
+		*(__u32 *)&s->chunk[(words - 4) & (CSUM_CHUNK_BYTES - 4)] = 0;
+		if (bpf_skb_load_bytes(skb, offset, s->chunk, bytes))
+			return 0;
+		csum = bpf_csum_diff(NULL, 0, (__be32 *)s->chunk, words & (2 * CSUM_CHUNK_BYTES - 4), sum);
+		if (csum < 0)
+			return 0;
+		sum = (__u32)csum;
+		offset += bytes;
+		remaining -= bytes;
+	}
+	return remaining == 0 && csum_fold16(sum) == 0xffff;
+}
+
+/* Counts what answer_accepted refuses: the flow waits for the valid retransmission. */
+static __always_inline bool host_accepts(struct __sk_buff *skb, const struct tcp_packet *pkt)
+{
+	__u32 info = pkt->family | (__u32)pkt->ipv6_more_fragments << 8 | (__u32)IPPROTO_TCP << 16 |
+		     (pkt->doff_bytes & 0xff) << 24;
+
+	if (answer_accepted(skb, pkt->l3_off, pkt->l4_off, info))
+		return true;
+	count(FLOWLAT_COUNTER_ANSWERS_REJECTED);
+	return false;
+}
+
 /* The ack that answers the client's SYN: ISN + 1, or past its Fast Open data when accepted. */
 static __always_inline bool acks_syn(const struct flowlat_flow *flow, __u32 ack)
 {
@@ -352,20 +623,31 @@ static __always_inline bool acks_syn(const struct flowlat_flow *flow, __u32 ack)
  * stack because they may lie beyond the linear part of the skb, and the probe
  * must not pull (linearise) packets.
  */
-static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const struct tcp_packet *pkt,
-						__u32 *tsval, __u32 *tsecr)
+/* The option's two values, written by read_timestamps_walk. */
+struct tcp_timestamps {
+	__u32 tsval;
+	__u32 tsecr;
+};
+
+/*
+ * The generic walk for the TCP timestamp option over the len bytes of options at
+ * options_off. Options are copied to the stack because they may lie beyond the linear part
+ * of the skb, and the probe must not pull (linearise) packets. A global function: the
+ * verifier checks it once, not at each of the places that read timestamps (inlined there,
+ * it made up most of the egress programs' verification).
+ */
+__noinline int read_timestamps_walk(struct __sk_buff *skb, __u32 options_off, __u32 len, struct tcp_timestamps *ts)
 {
 	__u8 opts[40] = {};
-	__u32 len = pkt->doff_bytes - sizeof(struct tcphdr);
 	__u32 i = 0;
 
-	if (len == 0)
+	if (!skb || !ts || len == 0)
 		return -1;
 	/* Keeps clang from merging the two checks into one the verifier cannot follow. */
 	barrier_var(len);
 	if (len > sizeof(opts))
 		return -1;
-	if (bpf_skb_load_bytes(skb, pkt->l4_off + sizeof(struct tcphdr), opts, len))
+	if (bpf_skb_load_bytes(skb, options_off, opts, len))
 		return -1;
 
 	for (int n = 0; n < MAX_TCP_OPTIONS; n++) {
@@ -384,10 +666,10 @@ static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const str
 		if (kind == TCPOPT_TIMESTAMP && optlen == TCPOLEN_TIMESTAMP) {
 			if (i + TCPOLEN_TIMESTAMP > len || i > sizeof(opts) - TCPOLEN_TIMESTAMP)
 				return -1;
-			*tsval = (__u32)opts[i + 2] << 24 | (__u32)opts[i + 3] << 16 |
-				 (__u32)opts[i + 4] << 8 | opts[i + 5];
-			*tsecr = (__u32)opts[i + 6] << 24 | (__u32)opts[i + 7] << 16 |
-				 (__u32)opts[i + 8] << 8 | opts[i + 9];
+			ts->tsval = (__u32)opts[i + 2] << 24 | (__u32)opts[i + 3] << 16 | (__u32)opts[i + 4] << 8 |
+				    opts[i + 5];
+			ts->tsecr = (__u32)opts[i + 6] << 24 | (__u32)opts[i + 7] << 16 | (__u32)opts[i + 8] << 8 |
+				    opts[i + 9];
 			return 0;
 		}
 		if (optlen < 2)
@@ -395,6 +677,19 @@ static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const str
 		i += optlen;
 	}
 	return -1;
+}
+
+static __always_inline int read_timestamps_slow(struct __sk_buff *skb, const struct tcp_packet *pkt,
+						__u32 *tsval, __u32 *tsecr)
+{
+	struct tcp_timestamps ts = {};
+
+	if (read_timestamps_walk(skb, pkt->l4_off + sizeof(struct tcphdr), pkt->doff_bytes - sizeof(struct tcphdr),
+				&ts))
+		return -1;
+	*tsval = ts.tsval;
+	*tsecr = ts.tsecr;
+	return 0;
 }
 
 /* The first option bytes as one load compares them: a, b, c, d in wire order. */
@@ -504,6 +799,7 @@ static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *k
 struct flow_end {
 	__u64 first_syn_ns;
 	__u32 ack_filter_bucket;
+	__u32 ack_filter_epoch;
 	__u16 transmissions;
 	__u8 direction;
 	__u8 stage;
@@ -513,6 +809,7 @@ static __always_inline void save_end(const struct flowlat_flow *flow, struct flo
 {
 	end->first_syn_ns = flow->first_syn_ns;
 	end->ack_filter_bucket = flow->ack_filter_bucket;
+	end->ack_filter_epoch = flow->ack_filter_epoch;
 	end->transmissions = flow->transmissions;
 	end->direction = flow->direction;
 	end->stage = flow->stage;
@@ -521,7 +818,9 @@ static __always_inline void save_end(const struct flowlat_flow *flow, struct flo
 static __always_inline void release_ack_filter(const struct flow_end *flow)
 {
 	if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT)
-		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+		__sync_fetch_and_sub(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
+					      .count[flow->ack_filter_epoch & 1],
+				     1);
 }
 
 static __always_inline void emit(const struct flowlat_flow_key *key, const struct flow_end *flow,
@@ -595,7 +894,7 @@ static __always_inline bool answered_transmission(struct __sk_buff *skb, const s
 }
 
 /* Ends a handshake. Deleting first makes the outcome exactly-once across CPUs and the sweep. */
-static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packet *pkt,
+static __always_inline bool finish(struct __sk_buff *skb, const struct tcp_packet *pkt,
 				   const struct flowlat_flow_key *key, struct flowlat_flow *flow,
 				   __u8 outcome)
 {
@@ -607,10 +906,11 @@ static __always_inline void finish(struct __sk_buff *skb, const struct tcp_packe
 	if (outcome == FLOWLAT_OUTCOME_COMPLETED)
 		rtt_valid = answered_transmission(skb, pkt, flow, &sent_ns);
 	save_end(flow, &copy);
-	if (bpf_map_delete_elem(&flows, key))
-		return;
+	if (delete_flow(key))
+		return false;
 	release_ack_filter(&copy);
 	emit(key, &copy, outcome, now, now - sent_ns, rtt_valid);
+	return true;
 }
 
 static __always_inline void record_transmission(struct __sk_buff *skb, const struct tcp_packet *pkt,
@@ -635,7 +935,7 @@ static __always_inline void abandon(const struct flowlat_flow_key *key, struct f
 
 	save_end(old, &copy);
 	/* Whoever deletes the entry reports it: the sweep, if it got there first, already has. */
-	if (bpf_map_delete_elem(&flows, key))
+	if (delete_flow(key))
 		return;
 	count(FLOWLAT_COUNTER_ABANDONED);
 	release_ack_filter(&copy);
@@ -668,7 +968,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	 * walk instead of a lookup followed by an insert. Only an existing entry (-EEXIST)
 	 * needs the lookup; a full table fails here with -E2BIG.
 	 */
-	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	err = insert_flow(&key, &fresh);
 	if (err == 0)
 		return;
 	if (err != -EEXIST) {
@@ -679,15 +979,19 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	if (flow) {
 		bool same_syn = flow->direction == direction && flow->syn_seq == pkt->seq;
 
-		if (flow->stage == FLOWLAT_STAGE_REPORTED) {
-			/* Already reported as a timeout: its retransmissions start nothing new. */
+		if (flow->stage == FLOWLAT_STAGE_REPORTED || flow->stage == FLOWLAT_STAGE_ACKED) {
+			/* Already reported: its retransmissions start nothing new. */
 			if (same_syn)
 				return;
-			bpf_map_delete_elem(&flows, &key); /* a new attempt: the record has served */
+			delete_flow(&key); /* a new attempt: the record has served */
 		} else if (same_syn) {
 			/* A retransmitted SYN. Inbound, the server's SYN-ACK is what gets timed. */
-			if (egress)
-				record_transmission(skb, pkt, flow, now);
+			if (egress) {
+				/* Through a copy, for the reason given in on_syn_ack_sent. */
+				fresh = *flow;
+				record_transmission(skb, pkt, &fresh, now);
+				bpf_map_update_elem(&flows, &key, &fresh, BPF_EXIST);
+			}
 			return;
 		} else if (flow->direction != direction) {
 			/*
@@ -701,7 +1005,7 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 		}
 	}
 	/* -EEXIST: another CPU inserted this tuple meanwhile; that is not a full table. */
-	err = bpf_map_update_elem(&flows, &key, &fresh, BPF_NOEXIST);
+	err = insert_flow(&key, &fresh);
 	if (err && err != -EEXIST)
 		count(FLOWLAT_COUNTER_FLOW_TABLE_FULL);
 }
@@ -716,16 +1020,45 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (!flow || flow->direction != FLOWLAT_DIRECTION_INBOUND || !acks_syn(flow, pkt->ack))
 		return;
+	/*
+	 * The entry may be deleted at any moment (the sweep times it out, a new ISN abandons it)
+	 * and its memory reused at once for another flow, so it is never written through this
+	 * pointer: a changed copy replaces it with BPF_EXIST, which fails once it was deleted.
+	 */
 	if (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED) {
-		flow->expected_ack = pkt->seq + 1;
-		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
-		flow->ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be,
-							key.peer_port_be);
-		/* Stage last: the ACK path trusts expected_ack once it sees SYNACK_SENT. */
-		flow->stage = FLOWLAT_STAGE_SYNACK_SENT;
-		__sync_fetch_and_add(&ack_filter[flow->ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1);
+		struct flowlat_flow next = *flow;
+		__u32 *bucket;
+
+		next.expected_ack = pkt->seq + 1;
+		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
+		next.ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be, key.peer_port_be);
+		next.ack_filter_epoch = ack_epoch & 1;
+		next.stage = FLOWLAT_STAGE_SYNACK_SENT;
+		bucket = &ack_filter[next.ack_filter_bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)]
+				  .count[next.ack_filter_epoch & 1];
+		/* Counted before the entry shows SYNACK_SENT, so an ACK that ends it at once releases a count. */
+		__sync_fetch_and_add(bucket, 1);
+		if (bpf_map_update_elem(&flows, &key, &next, BPF_EXIST))
+			__sync_fetch_and_sub(bucket, 1);
 	} else if (flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq + 1 == flow->expected_ack) {
-		record_transmission(skb, pkt, flow, bpf_ktime_get_ns());
+		struct flowlat_flow next = *flow;
+
+		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
+		bpf_map_update_elem(&flows, &key, &next, BPF_EXIST);
+	} else if (flow->stage == FLOWLAT_STAGE_ACKED && pkt->seq + 1 == flow->expected_ack) {
+		/*
+		 * Our SYN-ACK again after the ACK that completed the handshake: the listener dropped
+		 * that ACK (accept queue full, tcp_abort_on_overflow = 0). Deleting the record owns
+		 * the report, so it is made once however many retransmissions follow, and on one CPU.
+		 */
+		struct flow_end copy;
+
+		save_end(flow, &copy);
+		if (delete_flow(&key))
+			return;
+		copy.transmissions = 0; /* the completed event already carried the retransmissions */
+		copy.stage = FLOWLAT_STAGE_ACKED; /* holds no filter bucket */
+		emit(&key, &copy, FLOWLAT_OUTCOME_ACCEPT_OVERFLOW, bpf_ktime_get_ns(), 0, false);
 	}
 }
 
@@ -738,7 +1071,7 @@ static __always_inline void on_syn_ack_received(struct __sk_buff *skb, const str
 	build_key(skb, pkt, false, &key);
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (flow && flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT &&
-	    acks_syn(flow, pkt->ack))
+	    acks_syn(flow, pkt->ack) && host_accepts(skb, pkt))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
 }
 
@@ -762,11 +1095,15 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	 * gave up) ends the handshake with no outcome to report: it is counted, not timed out.
 	 * Its RST carries the client's next sequence number, ISN + 1.
 	 */
-	if (!egress && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) {
+	if (!egress && flow->direction == FLOWLAT_DIRECTION_INBOUND &&
+	    ((flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->seq == flow->syn_seq + 1) ||
+	     (flow->stage == FLOWLAT_STAGE_SYN_RECEIVED && (pkt->seq == flow->syn_seq + 1 || pkt->seq == flow->syn_seq)))) {
 		struct flow_end copy;
 
+		if (!host_accepts(skb, pkt))
+			return;
 		save_end(flow, &copy);
-		if (bpf_map_delete_elem(&flows, &key))
+		if (delete_flow(&key))
 			return;
 		release_ack_filter(&copy);
 		count(FLOWLAT_COUNTER_ABORTED);
@@ -775,7 +1112,8 @@ static __always_inline void on_rst(struct __sk_buff *skb, const struct tcp_packe
 	if (!(pkt->flags & TCP_FLAG_ACK) || !acks_syn(flow, pkt->ack))
 		return;
 	if (egress ? flow->stage == FLOWLAT_STAGE_SYN_RECEIVED
-		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT)
+		   : flow->direction == FLOWLAT_DIRECTION_OUTBOUND && flow->stage == FLOWLAT_STAGE_SYN_SENT &&
+			     host_accepts(skb, pkt))
 		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_REFUSED);
 }
 
@@ -786,7 +1124,7 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	struct flowlat_flow *flow;
 
 	/* The fast path: established flows stop here with one load. Same bucket as ack_bucket_of. */
-	if (!ack_filter[ack_bucket_hash(pkt->addr_fold ^ pkt->ports_in)])
+	if (!*(const __u64 *)&ack_filter[ack_bucket_hash(pkt->addr_fold ^ pkt->ports_in)])
 		return;
 	if (load_seq_ack(skb, pkt))
 		return;
@@ -798,17 +1136,117 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
 	 * handshake ends as a timeout: the egress data that would explain the larger ack is
 	 * never looked up, to keep the established path free of map operations.)
 	 */
-	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack)
-		finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED);
+	if (flow && flow->stage == FLOWLAT_STAGE_SYNACK_SENT && pkt->ack == flow->expected_ack &&
+	    host_accepts(skb, pkt)) {
+		struct flowlat_flow acked = *flow;
+
+		/*
+		 * The RTT is real even if the listener drops this ACK, so `completed` is reported as
+		 * always (finish deletes to own the outcome and releases the filter bucket). The
+		 * entry then goes back as an ACKED record, so that a SYN-ACK sent again shows the ACK
+		 * was dropped (on_syn_ack_sent). A retransmission in the nanoseconds between the
+		 * delete and the insert would be missed; Linux sends the first one after ~1 s.
+		 */
+		if (finish(skb, pkt, &key, flow, FLOWLAT_OUTCOME_COMPLETED)) {
+			acked.stage = FLOWLAT_STAGE_ACKED;
+			insert_flow(&key, &acked);
+		}
+	}
+}
+
+/*
+ * ICMP destination-unreachable codes that make Linux end a connect() in SYN_SENT (tcp_v4_err).
+ * (linux/icmp.h and icmpv6.h pull in libc headers, so the two types are spelled here.)
+ */
+#define ICMP_DEST_UNREACH 3
+#define ICMPV6_DEST_UNREACH 1
+#define ICMP_FRAG_NEEDED_CODE 4
+#define ICMP_MAX_UNREACH_CODE 15
+
+/*
+ * An ICMP or ICMPv6 destination-unreachable error on ingress that quotes a pending outbound
+ * SYN ends that handshake as `unreachable`, as the host's stack ends the connect() (IPv4:
+ * every code up to 15 but "fragmentation needed"; IPv6: every code). The quoted IP header
+ * must be ours: TCP, from our address and port to the peer's, and the quoted sequence
+ * number our ISN. The message must pass the same checks as any answer (answer_accepted:
+ * addressed to this host, valid IP header, ICMP checksum).
+ *
+ * A global function, reached only by ICMP packets on ingress: verified once, and nothing
+ * on the TCP paths.
+ */
+__noinline int on_icmp_error(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 family)
+{
+	struct flowlat_flow_key key = {};
+	struct flowlat_flow *flow;
+	struct flow_end copy;
+	__u8 icmp[8], quoted[40];
+	__u32 quoted_l4, min_bytes, seq;
+	__u16 ports[2];
+	__u8 protocol;
+
+	if (!skb)
+		return 0;
+	if (bpf_skb_load_bytes(skb, l4_off, icmp, sizeof(icmp)))
+		return 0;
+	if (family == FLOWLAT_FAMILY_IPV4) {
+		if (icmp[0] != ICMP_DEST_UNREACH || icmp[1] == ICMP_FRAG_NEEDED_CODE || icmp[1] > ICMP_MAX_UNREACH_CODE)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l4_off + 8, quoted, sizeof(struct iphdr)))
+			return 0;
+		if (quoted[0] >> 4 != 4 || (quoted[0] & 0xf) < 5 || quoted[9] != IPPROTO_TCP)
+			return 0;
+		quoted_l4 = l4_off + 8 + (quoted[0] & 0xf) * 4;
+		__builtin_memcpy(key.local_addr, &quoted[12], 4);
+		__builtin_memcpy(key.peer_addr, &quoted[16], 4);
+		protocol = IPPROTO_ICMP;
+	} else {
+		if (icmp[0] != ICMPV6_DEST_UNREACH)
+			return 0;
+		if (bpf_skb_load_bytes(skb, l4_off + 8, quoted, sizeof(struct ipv6hdr)))
+			return 0;
+		if (quoted[0] >> 4 != 6 || quoted[6] != IPPROTO_TCP)
+			return 0;
+		quoted_l4 = l4_off + 8 + sizeof(struct ipv6hdr);
+		__builtin_memcpy(key.local_addr, &quoted[8], 16);
+		__builtin_memcpy(key.peer_addr, &quoted[24], 16);
+		protocol = IPPROTO_ICMPV6;
+	}
+	/* RFC 792 quotes at least the first 8 bytes of the datagram: both ports and the seq. */
+	if (bpf_skb_load_bytes(skb, quoted_l4, ports, sizeof(ports)) ||
+	    bpf_skb_load_bytes(skb, quoted_l4 + 4, &seq, sizeof(seq)))
+		return 0;
+	key.local_port_be = ports[0];
+	key.peer_port_be = ports[1];
+	key.ifindex = skb->ifindex;
+	key.family = family;
+	flow = bpf_map_lookup_elem(&flows, &key);
+	if (!flow || flow->direction != FLOWLAT_DIRECTION_OUTBOUND || flow->stage != FLOWLAT_STAGE_SYN_SENT ||
+	    flow->syn_seq != bpf_ntohl(seq))
+		return 0;
+	min_bytes = quoted_l4 + 8 - l4_off;
+	if (!answer_accepted(skb, l3_off, l4_off, family | (__u32)protocol << 16 | (min_bytes & 0xff) << 24)) {
+		count(FLOWLAT_COUNTER_ANSWERS_REJECTED);
+		return 0;
+	}
+	save_end(flow, &copy);
+	if (delete_flow(&key))
+		return 0;
+	emit(&key, &copy, FLOWLAT_OUTCOME_UNREACHABLE, bpf_ktime_get_ns(), 0, false);
+	return 1;
 }
 
 static __always_inline int handle(struct __sk_buff *skb, bool egress, bool ethernet)
 {
 	struct tcp_packet pkt;
+	enum parse_result result;
 	__u8 handshake_flags;
 
-	if (parse_tcp(skb, &pkt, ethernet))
+	result = parse_tcp(skb, &pkt, ethernet);
+	if (result != PARSE_OK) {
+		if (result == PARSE_ICMP && !egress)
+			on_icmp_error(skb, pkt.l3_off, pkt.l4_off, pkt.family);
 		return TC_ACT_UNSPEC;
+	}
 	handshake_flags = pkt.flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK);
 
 	if (handshake_flags == TCP_FLAG_ACK) {

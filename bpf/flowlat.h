@@ -12,7 +12,11 @@
 #include <linux/types.h>
 #endif
 
-/* Default bounds; both can be changed before load (flow_table_size, ring_buffer_size). */
+/*
+ * Default bounds; both can be changed before load (flow_table_size, ring_buffer_size). The
+ * flow table is an LRU hash: when it is full a new SYN pushes out the least recently used
+ * pending handshakes instead of going untracked (a SYN flood cannot blind the probe).
+ */
 #define FLOWLAT_DEFAULT_FLOW_TABLE_SIZE 65536u
 #define FLOWLAT_DEFAULT_RING_BUFFER_SIZE (1u * 1024u * 1024u)
 
@@ -20,8 +24,18 @@
  * Inbound ACKs of established flows must not each cost a hash lookup, so the
  * probe keeps a counting filter: one counter per bucket of flows whose SYN-ACK
  * went out and whose ACK is awaited. A zero bucket means "no lookup needed".
+ *
+ * A flow pushed out of the LRU flow table while it held a bucket never gives it back, so each
+ * bucket counts in two epochs, packed in one 64-bit word (the fast path tests the whole word
+ * in one load). The probe arms a flow in the current epoch (ack_epoch); user space makes the
+ * other epoch current every handshake_timeout plus two sweep intervals, after zeroing it: by
+ * then every flow armed in it ended or was timed out by the sweep, so what is left is a leak.
  */
 #define FLOWLAT_ACK_FILTER_BUCKETS 4096u /* power of two */
+
+struct flowlat_ack_bucket {
+	__u32 count[2]; /* flows armed in epoch 0 and in epoch 1 */
+};
 
 /* Transmissions of the timed packet (SYN or SYN-ACK) remembered for Karn's rule. */
 #define FLOWLAT_MAX_TRANSMISSIONS 4u
@@ -35,6 +49,13 @@ enum flowlat_outcome {
 	FLOWLAT_OUTCOME_COMPLETED = 0,
 	FLOWLAT_OUTCOME_REFUSED = 1,
 	FLOWLAT_OUTCOME_TIMEOUT = 2,
+	/* Outbound: an ICMP or ICMPv6 destination-unreachable error quoting our pending SYN. */
+	FLOWLAT_OUTCOME_UNREACHABLE = 3,
+	/*
+	 * Inbound: our SYN-ACK went out again after the ACK that completed the handshake, so the
+	 * listener dropped that ACK (accept queue full). Reported once, after `completed`.
+	 */
+	FLOWLAT_OUTCOME_ACCEPT_OVERFLOW = 4,
 };
 
 enum flowlat_family {
@@ -60,7 +81,20 @@ enum flowlat_stage {
 	 * the same SYN are recognised instead of starting a second handshake. Nothing completes it.
 	 */
 	FLOWLAT_STAGE_REPORTED = 3,
+	/*
+	 * Inbound, already reported `completed` at the client's final ACK: kept (by the probe's
+	 * put-back after that report; no counting-filter bucket held) so that our SYN-ACK sent
+	 * again for the same ISN reveals that the listener dropped that ACK (accept queue full).
+	 * The sweep forgets it after FLOWLAT_ACKED_KEPT_NS, without an event.
+	 */
+	FLOWLAT_STAGE_ACKED = 4,
 };
+
+/*
+ * How long an ACKED record is kept, from the first SYN: Linux retransmits the SYN-ACK of a
+ * request whose final ACK it dropped ~1 s, 3 s and 7 s after the first; one is enough.
+ */
+#define FLOWLAT_ACKED_KEPT_NS 10000000000ull
 
 /*
  * A flow is keyed from the host's point of view, so both directions of a
@@ -95,7 +129,7 @@ struct flowlat_flow {
 	__u8 direction;      /* enum flowlat_direction */
 	__u8 stage;          /* enum flowlat_stage */
 	__u32 ack_filter_bucket; /* counting-filter bucket held while SYNACK_SENT */
-	__u32 reserved;
+	__u32 ack_filter_epoch;  /* the epoch (0 or 1) that bucket was counted in */
 };
 
 /* Every ring buffer record starts with this header. */
@@ -127,8 +161,21 @@ enum flowlat_counter {
 	FLOWLAT_COUNTER_FLOW_TABLE_FULL = 1, /* a new handshake found no room */
 	FLOWLAT_COUNTER_PACKETS_MALFORMED = 2, /* headers truncated or invalid */
 	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
-	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK */
-	FLOWLAT_COUNTER_MAX = 5,
+	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK (or at SYN_RECEIVED) */
+	/*
+	 * An ingress answer (SYN-ACK, RST, final ACK) that would have ended a handshake but that
+	 * the host's stack drops: not for this host, a bad IP header, a fragment, a TCP header
+	 * past the segment, a bad checksum. The flow waits on.
+	 */
+	FLOWLAT_COUNTER_ANSWERS_REJECTED = 5,
+	/*
+	 * Entries the probe inserted into and deleted from the flow table. The LRU table does not
+	 * report what it pushes out; user space derives evictions from these, its own inserts and
+	 * deletes, and the entries it finds (flowlat_flow_table_evictions_total).
+	 */
+	FLOWLAT_COUNTER_FLOW_INSERTS = 6,
+	FLOWLAT_COUNTER_FLOW_DELETES = 7,
+	FLOWLAT_COUNTER_MAX = 8,
 };
 
 #endif /* FLOWLAT_H */

@@ -152,6 +152,11 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
         std::uint64_t* buckets = buckets_.data() + slot * stride;
 
         ++series.handshakes[static_cast<std::size_t>(event.outcome)];
+        // An overflow repeats a handshake already counted completed: nothing else of it counts.
+        if (event.outcome == Outcome::accept_overflow) {
+            series.last_update_ns = std::max(series.last_update_ns, event.monotonic_ns);
+            continue;
+        }
         series.syn_retransmits += event.retransmits;
         if (event.rtt_ns) {
             ++series.rtt_count;

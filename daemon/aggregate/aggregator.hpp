@@ -31,7 +31,8 @@ struct Settings {
 // Counters of one series. Sums are integer nanoseconds: exact and never decreasing.
 struct SeriesCounters {
     labels::SeriesKey key;
-    std::array<std::uint64_t, 3> handshakes{}; // indexed by Outcome
+    // Indexed by Outcome; [accept_overflow] counts accept-queue overflows, not handshakes.
+    std::array<std::uint64_t, 5> handshakes{};
     std::uint64_t syn_retransmits{0};
     std::uint64_t rtt_count{0};
     std::uint64_t rtt_sum_ns{0};

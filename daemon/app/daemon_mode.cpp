@@ -426,6 +426,8 @@ void Daemon::write_metrics(const http::BodyWriter& write)
     operational.packets_malformed = counters.packets_malformed;
     operational.handshakes_abandoned = counters.handshakes_abandoned;
     operational.handshakes_aborted = counters.handshakes_aborted;
+    operational.answers_rejected = counters.answers_rejected;
+    operational.flow_table_evictions = session_->flow_table_evictions();
     operational.flow_table_size = session_->probe().options().flow_table_size;
     operational.build = {FLOWLAT_VERSION, FLOWLAT_REVISION, probe::libbpf_version()};
     {

@@ -291,10 +291,20 @@ void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std:
     w.family("flowlat_handshakes_total", "TCP handshakes observed, by outcome.", MetricType::counter);
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
-        for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout}) {
+        for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout, Outcome::unreachable}) {
             w.value({{"outcome", to_string(outcome)}}, labels,
                     static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(outcome)]));
         }
+    }
+
+    w.family("flowlat_handshake_accept_overflows_total",
+             "Inbound handshakes whose final ACK the listener dropped because its accept queue was full (seen as "
+             "our SYN-ACK sent again after that ACK); each was also counted completed at the dropped ACK.",
+             MetricType::counter);
+    for (const auto& row : rows) {
+        const auto labels = series_labels(row.labels);
+        w.value({}, labels,
+                static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)]));
     }
 
     w.family("flowlat_syn_retransmits_total",
@@ -328,7 +338,7 @@ void singles(MetricWriter& w, const std::array<Single<Source, Field>, N>& table,
 
 // The probe's counters and its flow table, in the order they are exported.
 using OperationalValue = Single<OperationalSnapshot, std::uint64_t>;
-constexpr std::array<OperationalValue, 8> kOperationalValues{{
+constexpr std::array<OperationalValue, 10> kOperationalValues{{
     {"flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
      MetricType::counter, &OperationalSnapshot::events_lost},
     {"flowlat_events_malformed_total",
@@ -340,8 +350,12 @@ constexpr std::array<OperationalValue, 8> kOperationalValues{{
      MetricType::gauge, &OperationalSnapshot::flow_table_entries},
     {"flowlat_flow_table_size", "Capacity of the probe's flow table.", MetricType::gauge,
      &OperationalSnapshot::flow_table_size},
-    {"flowlat_flow_table_full_total", "Handshakes not tracked because the flow table was full.",
+    {"flowlat_flow_table_full_total", "SYNs not tracked at all because the flow table had no room.",
      MetricType::counter, &OperationalSnapshot::flow_table_full},
+    {"flowlat_flow_table_evictions_total",
+     "Pending handshakes pushed out of the full (LRU) flow table by newer SYNs; they are never reported. "
+     "Derived at each sweep from the table's inserts, deletes and entries.",
+     MetricType::counter, &OperationalSnapshot::flow_table_evictions},
     {"flowlat_packets_malformed_total", "Packets with truncated or invalid TCP/IP headers.", MetricType::counter,
      &OperationalSnapshot::packets_malformed},
     {"flowlat_handshakes_abandoned_total",
@@ -351,6 +365,11 @@ constexpr std::array<OperationalValue, 8> kOperationalValues{{
      "Inbound handshakes the client reset instead of sending its final ACK (SYN scans, clients that gave up); "
      "they have no outcome.",
      MetricType::counter, &OperationalSnapshot::handshakes_aborted},
+    {"flowlat_probe_answers_rejected_total",
+     "Ingress answers (SYN-ACK, RST, final ACK) that would have ended a handshake but that the host's stack "
+     "drops: not addressed to this host, an invalid IP header, a fragment, a TCP header past the segment, or a "
+     "bad checksum. The handshake waits for a valid answer.",
+     MetricType::counter, &OperationalSnapshot::answers_rejected},
 }};
 
 // The standard process_* families (client_golang's process collector).

@@ -16,4 +16,6 @@ static_assert(offsetof(flowlat_event, local_port_be) == 64);
 static_assert(offsetof(flowlat_event, retransmits) == 68);
 static_assert(offsetof(flowlat_event, flags) == 73);
 static_assert((FLOWLAT_ACK_FILTER_BUCKETS & (FLOWLAT_ACK_FILTER_BUCKETS - 1)) == 0);
+static_assert(sizeof(flowlat_ack_bucket) == 8);
+static_assert(FLOWLAT_OUTCOME_UNREACHABLE == 3 && FLOWLAT_OUTCOME_ACCEPT_OVERFLOW == 4);
 static_assert((FLOWLAT_MAX_TRANSMISSIONS & (FLOWLAT_MAX_TRANSMISSIONS - 1)) == 0);

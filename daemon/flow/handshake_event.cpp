@@ -19,6 +19,8 @@ std::string_view to_string(Outcome outcome)
     case Outcome::completed: return "completed";
     case Outcome::refused: return "refused";
     case Outcome::timeout: return "timeout";
+    case Outcome::unreachable: return "unreachable";
+    case Outcome::accept_overflow: return "accept_overflow";
     }
     return "unknown";
 }
@@ -42,7 +44,7 @@ std::optional<HandshakeEvent> decode_event(const void* data, std::size_t size)
     flowlat_event raw;
     std::memcpy(&raw, data, sizeof(raw));
     if (raw.header.type != FLOWLAT_EVENT_HANDSHAKE) return std::nullopt;
-    if (raw.direction > FLOWLAT_DIRECTION_INBOUND || raw.outcome > FLOWLAT_OUTCOME_TIMEOUT)
+    if (raw.direction > FLOWLAT_DIRECTION_INBOUND || raw.outcome > FLOWLAT_OUTCOME_ACCEPT_OVERFLOW)
         return std::nullopt;
     if (raw.family != FLOWLAT_FAMILY_IPV4 && raw.family != FLOWLAT_FAMILY_IPV6) return std::nullopt;
 

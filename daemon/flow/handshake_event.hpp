@@ -13,7 +13,9 @@ struct flowlat_event;
 namespace flowlat {
 
 enum class Direction : std::uint8_t { outbound, inbound };
-enum class Outcome : std::uint8_t { completed, refused, timeout };
+// Numbered as enum flowlat_outcome. accept_overflow is not a handshake's outcome but a second
+// event about an inbound handshake already counted completed (its final ACK was dropped).
+enum class Outcome : std::uint8_t { completed, refused, timeout, unreachable, accept_overflow };
 enum class Family : std::uint8_t { ipv4, ipv6 };
 
 std::string_view to_string(Direction direction);

@@ -266,20 +266,41 @@ ProbeCounters Probe::read_counters() const
         .packets_malformed = sum(FLOWLAT_COUNTER_PACKETS_MALFORMED),
         .handshakes_abandoned = sum(FLOWLAT_COUNTER_ABANDONED),
         .handshakes_aborted = sum(FLOWLAT_COUNTER_ABORTED),
+        .answers_rejected = sum(FLOWLAT_COUNTER_ANSWERS_REJECTED),
+        .flow_inserts = sum(FLOWLAT_COUNTER_FLOW_INSERTS),
+        .flow_deletes = sum(FLOWLAT_COUNTER_FLOW_DELETES),
     };
 }
 
-void Probe::release_ack_filter_bucket(std::uint32_t bucket)
+void Probe::release_ack_filter_bucket(std::uint32_t bucket, std::uint32_t epoch)
 {
     // .bss is mmap'ed and shared with the kernel, which updates it with atomics too.
-    __atomic_fetch_sub(&skeleton_->bss->ack_filter[bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)], 1u,
+    __atomic_fetch_sub(&skeleton_->bss->ack_filter[bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)].count[epoch & 1], 1u,
                        __ATOMIC_RELAXED);
+}
+
+std::uint32_t Probe::ack_filter_count(std::uint32_t bucket, std::uint32_t epoch) const
+{
+    return __atomic_load_n(&skeleton_->bss->ack_filter[bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)].count[epoch & 1],
+                           __ATOMIC_RELAXED);
 }
 
 std::uint32_t Probe::ack_filter_bucket_value(std::uint32_t bucket) const
 {
-    return __atomic_load_n(&skeleton_->bss->ack_filter[bucket & (FLOWLAT_ACK_FILTER_BUCKETS - 1)],
-                           __ATOMIC_RELAXED);
+    return ack_filter_count(bucket, 0) + ack_filter_count(bucket, 1);
+}
+
+std::uint32_t Probe::ack_epoch() const
+{
+    return __atomic_load_n(&skeleton_->bss->ack_epoch, __ATOMIC_RELAXED) & 1;
+}
+
+void Probe::renew_ack_epoch()
+{
+    const std::uint32_t next = ack_epoch() ^ 1;
+    // Zero first, then switch: a flow armed after the switch must not have its count wiped.
+    for (auto& bucket : skeleton_->bss->ack_filter) __atomic_store_n(&bucket.count[next], 0u, __ATOMIC_RELAXED);
+    __atomic_store_n(&skeleton_->bss->ack_epoch, next, __ATOMIC_RELEASE);
 }
 
 } // namespace flowlat::probe

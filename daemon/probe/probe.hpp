@@ -39,6 +39,11 @@ struct ProbeCounters {
     std::uint64_t packets_malformed{0};
     std::uint64_t handshakes_abandoned{0};
     std::uint64_t handshakes_aborted{0};
+    std::uint64_t answers_rejected{0}; // ingress answers the host's stack drops
+    // The probe's own inserts into and deletes from the flow table (flowlat_flow_table_evictions_total
+    // is derived from them: the LRU table does not report what it pushes out).
+    std::uint64_t flow_inserts{0};
+    std::uint64_t flow_deletes{0};
 };
 
 // The end of what libbpf said while a load ran: the verifier log's last lines when the kernel
@@ -98,9 +103,18 @@ public:
     int flow_table_fd() const;
     int ring_buffer_fd() const;
     ProbeCounters read_counters() const;
-    // The sweep times out a flow that held a counting-filter bucket: give the bucket back.
-    void release_ack_filter_bucket(std::uint32_t bucket);
+    // The sweep times out a flow that held a counting-filter bucket: give the bucket back to the
+    // epoch it was counted in (flowlat_flow.ack_filter_epoch).
+    void release_ack_filter_bucket(std::uint32_t bucket, std::uint32_t epoch);
+    // Both epochs' counts of a bucket.
     std::uint32_t ack_filter_bucket_value(std::uint32_t bucket) const;
+    std::uint32_t ack_filter_count(std::uint32_t bucket, std::uint32_t epoch) const;
+    // The epoch new flows are counted in, 0 or 1.
+    std::uint32_t ack_epoch() const;
+    // Zeroes every count of the epoch that is not current, then makes it current. Call it only
+    // when no flow counted in that epoch can still be pending: what is left there are buckets
+    // of flows the LRU flow table pushed out, which nothing would ever give back.
+    void renew_ack_epoch();
 
 private:
     Probe(::flowlat_probe* skeleton, ProbeOptions options);

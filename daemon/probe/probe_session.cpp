@@ -9,13 +9,6 @@ namespace flowlat::probe {
 
 namespace {
 
-// Sweep often enough that a timeout is reported within ~10% of handshake_timeout.
-std::chrono::milliseconds sweep_interval(std::uint64_t timeout_ns)
-{
-    const auto tenth = std::chrono::milliseconds(timeout_ns / 10 / 1'000'000);
-    return std::clamp(tenth, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
-}
-
 // With a wakeup threshold the kernel stays quiet below it, so the reader also drains on a timer.
 constexpr std::chrono::milliseconds drain_interval{100};
 
@@ -37,7 +30,7 @@ Result<std::unique_ptr<ProbeSession>> ProbeSession::start(std::unique_ptr<Probe>
     ProbeSession* self = session.get();
     if (Status s = loop.watch(self->reader_->epoll_fd(), [self] { self->reader_->drain(); }); !s) return s.error();
     if (Status s = loop.every(drain_interval, [self] { self->reader_->drain(); }); !s) return s.error();
-    if (Status s = loop.every(sweep_interval(options.handshake_timeout_ns), [self] { self->sweep(); }); !s)
+    if (Status s = loop.every(TimeoutSweeper::interval(options.handshake_timeout_ns), [self] { self->sweep(); }); !s)
         return s.error();
     return session;
 }

@@ -43,6 +43,7 @@ public:
     Probe& probe() { return *probe_; }
     const Probe& probe() const { return *probe_; }
     std::uint64_t flow_table_entries() const { return sweeper_->last_entry_count(); }
+    std::uint64_t flow_table_evictions() const { return sweeper_->evictions_total(); }
     std::uint64_t ring_records_malformed() const { return reader_->malformed_records(); }
     // Drains the ring and runs a sweep now (shutdown, tests).
     void flush();

@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -44,8 +45,26 @@ HandshakeEvent timeout_event(const flowlat_flow_key& key, const flowlat_flow& fl
 
 TimeoutSweeper::TimeoutSweeper(Probe& probe) : probe_(probe) {}
 
+std::chrono::milliseconds TimeoutSweeper::interval(std::uint64_t timeout_ns)
+{
+    const auto tenth = std::chrono::milliseconds(timeout_ns / 10 / 1'000'000);
+    return std::clamp(tenth, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+}
+
+std::uint64_t TimeoutSweeper::ack_epoch_period_ns(std::uint64_t timeout_ns)
+{
+    return timeout_ns + 2 * static_cast<std::uint64_t>(interval(timeout_ns).count()) * 1'000'000ull;
+}
+
 std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
 {
+    if (epoch_started_ns_ == 0) epoch_started_ns_ = now_ns;
+    if (now_ns - epoch_started_ns_ >= ack_epoch_period_ns(probe_.options().handshake_timeout_ns)) {
+        probe_.renew_ack_epoch();
+        epoch_started_ns_ = now_ns;
+    }
+    const std::uint64_t inserts_before_walk = probe_.read_counters().flow_inserts;
+
     const int fd = probe_.flow_table_fd();
     const std::uint64_t timeout_ns = probe_.options().handshake_timeout_ns;
     std::vector<flowlat_flow_key> keys(batch_size);
@@ -67,9 +86,12 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
         for (__u32 i = 0; i < count; ++i) {
             ++entries;
             const std::uint64_t age = now_ns > values[i].first_syn_ns ? now_ns - values[i].first_syn_ns : 0;
-            if (values[i].stage == FLOWLAT_STAGE_REPORTED) {
+            if (values[i].stage == FLOWLAT_STAGE_REPORTED || values[i].stage == FLOWLAT_STAGE_ACKED) {
+                // ACKED: an inbound handshake reported completed, kept only to see its SYN-ACK
+                // sent again (accept queue overflow); it never times out.
                 reported.push_back(keys[i]);
-                reported_old.push_back(age >= timeout_ns + reported_kept_ns);
+                reported_old.push_back(values[i].stage == FLOWLAT_STAGE_ACKED ? age >= FLOWLAT_ACKED_KEPT_NS
+                                                                               : age >= timeout_ns + reported_kept_ns);
             } else if (age >= timeout_ns) {
                 expired.push_back(keys[i]);
             }
@@ -79,15 +101,27 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
             break;
         }
     }
+    {
+        const std::uint64_t deletes_after_walk = probe_.read_counters().flow_deletes;
+        const std::uint64_t in = inserts_before_walk + own_inserts_;
+        const std::uint64_t out = deletes_after_walk + own_deletes_ + entries;
+        if (in > out && in - out > evictions_total_.load(std::memory_order_relaxed))
+            evictions_total_.store(in - out, std::memory_order_relaxed);
+    }
 
     // Deletes the entry if it is still what the walk saw. Atomic with the kernel: whoever
-    // deletes an entry reports its outcome. An entry a new SYN put in its place between the
-    // walk and the delete is put back.
-    auto take_if = [fd](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
+    // deletes an entry reports its outcome. The entry is read again first and left alone when
+    // it is no longer wanted (a new SYN put another handshake in its place since the walk), so
+    // a live handshake is deleted and put back only if it changes in the microseconds between
+    // that read and the delete; before, every entry replaced since the walk (milliseconds) was,
+    // and a packet completing it in between found nothing.
+    auto take_if = [fd, this](const flowlat_flow_key& key, auto still_wanted) -> std::optional<flowlat_flow> {
         flowlat_flow flow{};
+        if (bpf_map_lookup_elem(fd, &key, &flow) != 0 || !still_wanted(flow)) return std::nullopt;
         if (bpf_map_lookup_and_delete_elem(fd, &key, &flow) != 0) return std::nullopt;
+        ++own_deletes_;
         if (still_wanted(flow)) return flow;
-        bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST);
+        if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) == 0) ++own_inserts_;
         return std::nullopt;
     };
 
@@ -96,19 +130,22 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
     const bool pressure = entries > probe_.options().flow_table_size / 2;
     for (std::size_t i = 0; i < reported.size(); ++i) {
         if (!pressure && !reported_old[i]) continue;
-        const auto is_record = [](const flowlat_flow& flow) { return flow.stage == FLOWLAT_STAGE_REPORTED; };
+        const auto is_record = [](const flowlat_flow& flow) {
+            return flow.stage == FLOWLAT_STAGE_REPORTED || flow.stage == FLOWLAT_STAGE_ACKED;
+        };
         if (take_if(reported[i], is_record) && entries > 0) --entries;
     }
 
     std::vector<HandshakeEvent> timeouts;
     for (const auto& key : expired) {
         auto taken = take_if(key, [&](const flowlat_flow& flow) {
-            return flow.stage != FLOWLAT_STAGE_REPORTED && now_ns > flow.first_syn_ns &&
+            return flow.stage != FLOWLAT_STAGE_REPORTED && flow.stage != FLOWLAT_STAGE_ACKED && now_ns > flow.first_syn_ns &&
                    now_ns - flow.first_syn_ns >= timeout_ns;
         });
         if (!taken) continue;
         flowlat_flow& flow = *taken;
-        if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT) probe_.release_ack_filter_bucket(flow.ack_filter_bucket);
+        if (flow.stage == FLOWLAT_STAGE_SYNACK_SENT)
+            probe_.release_ack_filter_bucket(flow.ack_filter_bucket, flow.ack_filter_epoch);
         timeouts.push_back(timeout_event(key, flow, now_ns));
         // Kept as reported (unless under pressure, or a new SYN took the tuple meanwhile), so the
         // initiator's further retransmissions of this SYN do not count as new handshakes.
@@ -116,7 +153,10 @@ std::vector<HandshakeEvent> TimeoutSweeper::sweep(std::uint64_t now_ns)
             if (entries > 0) --entries;
         } else {
             flow.stage = FLOWLAT_STAGE_REPORTED;
-            if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) != 0 && entries > 0) --entries;
+            if (bpf_map_update_elem(fd, &key, &flow, BPF_NOEXIST) == 0)
+                ++own_inserts_;
+            else if (entries > 0)
+                --entries;
         }
     }
     last_entry_count_ = entries;

@@ -9,6 +9,7 @@
 #include <bpf/bpf.h>
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -27,6 +28,9 @@ const Address client6 = Address::parse("fd00::3");
 void run(int program_fd, const PacketBuilder& builder)
 {
     Packet packet = builder.build();
+    // Addressed to the test run's device (loopback's MAC is all zeros), as a receiving device
+    // would be: the probe ignores answers for other hosts (pkt_type).
+    std::fill(packet.bytes.begin(), packet.bytes.begin() + 6, 0);
     std::vector<std::uint8_t> out(packet.bytes.size() + 256);
     bpf_test_run_opts opts{};
     opts.sz = sizeof(opts);
@@ -201,4 +205,81 @@ TEST_CASE("the reader delivers completed handshakes in one batch, with the count
     CHECK(counters.flow_table_full == 0);
     CHECK(counters.packets_malformed == 1);
     CHECK(reader.value()->malformed_records() == 0);
+}
+
+TEST_CASE("the sweep derives the LRU table's evictions and repairs the filter buckets they leaked", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms; a table of 1024
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    // Spoofed SYNs our listener answers: 400 more than the table holds. Each entry holds a
+    // counting-filter bucket, and the ones pushed out never give it back.
+    constexpr std::uint32_t flood = 1024 + 400;
+    for (std::uint32_t i = 0; i < flood; ++i) {
+        const auto port = static_cast<std::uint16_t>(20000 + i);
+        run(ingress, segment(client4, local4, port, 8080, syn, 1000 + i));
+        run(egress, segment(local4, client4, 8080, port, syn | ack, 7000, 1001 + i));
+    }
+    CHECK(probe->ack_epoch() == 0);
+    const std::uint64_t inserts = probe->read_counters().flow_inserts;
+    CHECK(inserts == flood);
+    std::uint64_t entries = 0;
+    {
+        flowlat_flow_key key{}, next{};
+        for (bool first = true; bpf_map_get_next_key(probe->flow_table_fd(), first ? nullptr : &key, &next) == 0;
+             first = false, key = next)
+            ++entries;
+    }
+    REQUIRE(entries < flood);
+    const std::uint32_t leaked = total_ack_filter(*probe) - static_cast<std::uint32_t>(entries);
+    CHECK(leaked > 0);
+
+    // Every pending entry times out and gives its bucket back; the leaked counts stay, and the
+    // evictions are derived exactly (nothing moved during the walk).
+    probe::TimeoutSweeper sweeper(*probe);
+    const std::uint64_t t0 = clock::monotonic_ns() + 60'000'000;
+    CHECK(sweeper.sweep(t0).size() == entries);
+    CHECK(sweeper.evictions_total() == inserts - entries);
+    CHECK(total_ack_filter(*probe) == leaked);
+
+    // After a period the other (empty) epoch becomes current; after a second one the leaked
+    // epoch is zeroed and current again.
+    const std::uint64_t period = probe::TimeoutSweeper::ack_epoch_period_ns(50'000'000);
+    CHECK(sweeper.sweep(t0 + period).empty());
+    CHECK(probe->ack_epoch() == 1);
+    CHECK(total_ack_filter(*probe) == leaked);
+    CHECK(sweeper.sweep(t0 + 2 * period).empty());
+    CHECK(probe->ack_epoch() == 0);
+    CHECK(total_ack_filter(*probe) == 0);
+    // Evictions only grow.
+    CHECK(sweeper.evictions_total() == inserts - entries);
+
+    // A flow armed in the new epoch is counted there and completes as usual.
+    run(ingress, segment(client4, local4, 60000, 8080, syn, 5000));
+    run(egress, segment(local4, client4, 8080, 60000, syn | ack, 7000, 5001));
+    CHECK(total_ack_filter(*probe) == 1);
+    run(ingress, segment(client4, local4, 60000, 8080, ack, 5001, 7001));
+    CHECK(total_ack_filter(*probe) == 0);
+}
+
+TEST_CASE("the sweep forgets accept-overflow records silently, never as timeouts", "[root][bpf]")
+{
+    auto probe = load(50'000'000); // 50 ms
+    const int ingress = probe->ingress_program_fd();
+    const int egress = probe->egress_program_fd();
+    using namespace tcp_flag;
+
+    run(ingress, segment(client4, local4, 50001, 8080, syn, 1000));
+    run(egress, segment(local4, client4, 8080, 50001, syn | ack, 7000, 1001));
+    run(ingress, segment(client4, local4, 50001, 8080, ack, 1001, 7001));
+    probe::TimeoutSweeper sweeper(*probe);
+    const std::uint64_t now = clock::monotonic_ns();
+    // Past handshake_timeout: the completed handshake's record is no timeout.
+    CHECK(sweeper.sweep(now + 1'000'000'000).empty());
+    CHECK(sweeper.last_entry_count() == 1);
+    // Past FLOWLAT_ACKED_KEPT_NS: forgotten, with no event.
+    CHECK(sweeper.sweep(now + FLOWLAT_ACKED_KEPT_NS + 1'000'000'000).empty());
+    CHECK(sweeper.last_entry_count() == 0);
 }

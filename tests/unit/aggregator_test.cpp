@@ -102,7 +102,7 @@ TEST_CASE("outcomes, retransmits and which events each histogram observes", "[me
     const auto snap = agg.snapshot();
     REQUIRE(snap.series.size() == 1);
     const auto& s = snap.series[0];
-    CHECK(s.handshakes == std::array<std::uint64_t, 3>{1, 1, 1});
+    CHECK(s.handshakes == std::array<std::uint64_t, 5>{1, 1, 1, 0, 0});
     CHECK(s.syn_retransmits == 4);
     CHECK(s.rtt_count == 2); // completed and refused carried rtt_ns; the timeout did not
     CHECK(s.duration_count == 1); // completed only

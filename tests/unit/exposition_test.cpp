@@ -51,6 +51,8 @@ exposition::OperationalSnapshot operational()
     op.flow_table_full = 2;
     op.packets_malformed = 3;
     op.handshakes_abandoned = 4;
+    op.answers_rejected = 6;
+    op.flow_table_evictions = 7;
     op.probes = {{"eth0", true}, {"eth1", false}};
     op.config_reload_ok = true;
     op.config_reload_success_timestamp = 1700000000;
@@ -67,6 +69,8 @@ std::string render_small()
         make_event(Outcome::completed, 10'000'000, 1'010'000'000, 1), // 0.01 s, one retransmission
         make_event(Outcome::refused, 2'000'000, 2'000'000),             // rtt 0.002 s, no duration
         make_event(Outcome::timeout, std::nullopt, 10'000'000'000, 3),
+        make_event(Outcome::unreachable, std::nullopt, 20'000'000),
+        make_event(Outcome::accept_overflow, std::nullopt, 30'000'000),
     };
     agg.add(events);
     labels::InterfaceNames names;
@@ -115,8 +119,10 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
     CHECK(lines_starting(text, "flowlat_handshakes_total") ==
           "flowlat_handshakes_total{" + labels + ",outcome=\"completed\"} 2\n"
           "flowlat_handshakes_total{" + labels + ",outcome=\"refused\"} 1\n"
-          "flowlat_handshakes_total{" + labels + ",outcome=\"timeout\"} 1\n");
+          "flowlat_handshakes_total{" + labels + ",outcome=\"timeout\"} 1\n"
+          "flowlat_handshakes_total{" + labels + ",outcome=\"unreachable\"} 1\n");
     CHECK(has_line(text, "flowlat_syn_retransmits_total{" + labels + "} 4"));
+    CHECK(has_line(text, "flowlat_handshake_accept_overflows_total{" + labels + "} 1"));
 
     for (const char* line : {
              "# HELP flowlat_handshake_rtt_seconds",
@@ -138,6 +144,8 @@ TEST_CASE("exposition of a small known input", "[metrics][exposition]")
     CHECK(has_line(text, "flowlat_flow_table_full_total 2"));
     CHECK(has_line(text, "flowlat_packets_malformed_total 3"));
     CHECK(has_line(text, "flowlat_handshakes_abandoned_total 4"));
+    CHECK(has_line(text, "flowlat_probe_answers_rejected_total 6"));
+    CHECK(has_line(text, "flowlat_flow_table_evictions_total 7"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth0\"} 1"));
     CHECK(has_line(text, "flowlat_probe_attached{interface=\"eth1\"} 0"));
     CHECK(has_line(text, "flowlat_probe_interfaces_wanted 2"));

@@ -87,8 +87,15 @@ TEST_CASE("malformed records are rejected, not guessed", "[event]")
     raw.direction = 2;
     CHECK_FALSE(decode_event(&raw, sizeof(raw)));
     raw = raw_outbound_v4();
-    raw.outcome = 3;
+    raw.outcome = 5; // past FLOWLAT_OUTCOME_ACCEPT_OVERFLOW
     CHECK_FALSE(decode_event(&raw, sizeof(raw)));
+    raw = raw_outbound_v4();
+    raw.outcome = FLOWLAT_OUTCOME_UNREACHABLE;
+    REQUIRE(decode_event(&raw, sizeof(raw)));
+    CHECK(decode_event(&raw, sizeof(raw))->outcome == Outcome::unreachable);
+    raw.outcome = FLOWLAT_OUTCOME_ACCEPT_OVERFLOW;
+    REQUIRE(decode_event(&raw, sizeof(raw)));
+    CHECK(to_string(decode_event(&raw, sizeof(raw))->outcome) == "accept_overflow");
 }
 
 TEST_CASE("encode and decode are inverse", "[event]")
