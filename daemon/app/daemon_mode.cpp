@@ -16,6 +16,7 @@
 #include "app/startup.hpp"
 #include "probe/hook_healer.hpp"
 #include "os/systemd_notify.hpp"
+#include "os/systemd_sockets.hpp"
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -93,6 +94,9 @@ private:
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
+    // --web.systemd-socket: held for the process's life; every start of the server (reloads
+    // restart it) adopts duplicates, so systemd's sockets are never closed under it.
+    std::vector<systemd::ListenSocket> systemd_sockets_;
     web::WebConfig web_; // --web.config.file as last loaded
     std::unique_ptr<probe::HookHealer> healer_; // the wanted interfaces whose hooks are down
     std::set<std::string> missing_names_;              // configured names that do not exist now
@@ -117,6 +121,18 @@ int Daemon::run()
         return 2;
     }
     loop_ = std::move(loop).value();
+    // Before any thread exists: it unsets LISTEN_* in the environment.
+    if (options_.web_systemd_socket) {
+        auto sockets = systemd::take_listen_sockets();
+        if (!sockets) {
+            startup::report(sockets.error());
+            return 2;
+        }
+        systemd_sockets_ = std::move(sockets).value();
+        for (const auto& socket : systemd_sockets_)
+            spdlog::info("--web.systemd-socket: fd {} ({}) listens on {}; web.listen_addresses is not used",
+                         socket.fd.get(), socket.name, socket.address);
+    }
     // Before any thread exists (civetweb's workers), so that every thread inherits the mask.
     signal_policy::ignore_broken_pipes();
     Status signals = loop_->on_signals(signal_policy::handled_signals(), [this](int signal) {
@@ -205,6 +221,8 @@ int Daemon::run()
     }
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report(startup::cannot(http.error()));
+        // An inherited socket that cannot be served will not become servable by retrying.
+        if (!systemd_sockets_.empty()) return 2;
         return 75; // EX_TEMPFAIL: the port may be free in a moment; the unit retries 75, not 1 or 2
     }
     // A timer that is not armed is a job that never runs: without the watchdog's, systemd
@@ -304,6 +322,7 @@ Status Daemon::start_http(const std::vector<std::string>& addresses)
 {
     http::ServerOptions options;
     options.listen_addresses = addresses;
+    for (const auto& socket : systemd_sockets_) options.inherited_fds.push_back(socket.fd.get());
     options.telemetry_path = options_.telemetry_path;
     options.max_requests = options_.max_requests;
     options.web = web_;
@@ -373,7 +392,10 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         next_web = std::move(web.config);
     }
     // The listener is the one part that can fail to apply, so it goes first.
-    if (next.listen_addresses != config_.listen_addresses || next_web) {
+    const bool addresses_changed = next.listen_addresses != config_.listen_addresses && systemd_sockets_.empty();
+    if (next.listen_addresses != config_.listen_addresses && !systemd_sockets_.empty())
+        spdlog::warn("web.listen_addresses changed but is not used: --web.systemd-socket serves on systemd's sockets");
+    if (addresses_changed || next_web) {
         const web::WebConfig previous_web = web_;
         if (next_web) web_ = std::move(*next_web);
         http_.reset();

@@ -49,6 +49,9 @@ struct ServerOptions {
     // "127.0.0.1:0" (port 0: ephemeral), "[::1]:9100" (that IPv6 address only),
     // "host.example:9100" (resolved once, at start, to its first address).
     std::vector<std::string> listen_addresses{":10435"};
+    // --web.systemd-socket: listening TCP sockets inherited from systemd, served instead of
+    // listen_addresses. The server adopts a duplicate of each and never closes these.
+    std::vector<int> inherited_fds;
     // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
     // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
     std::function<void(const BodyWriter& write)> metrics;
@@ -83,6 +86,9 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// Exposed for tests. civetweb's "listening_ports" value for inherited listening sockets
+// ("fd:N", "fd:Ns" with TLS: cmake/civetweb-adopt-listening-fd.patch).
+std::string civetweb_inherited_ports(const std::vector<int>& fds, bool tls = false);
 // Exposed for tests. civetweb's "listening_ports" value for `addresses`, or the first bad one.
 Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls = false);
 // True when an Accept-Encoding header allows gzip (a "gzip" or "*" coding without q=0).
