@@ -41,7 +41,7 @@ message(STATUS "civetweb source: ${FLOWLAT_CIVETWEB_SOURCE_DIR}")
 # idempotent, and packaging/build-deb.sh's copy of the tree gets them the same way. A
 # patched file is replaced only when its content changes, so a re-configure does not
 # recompile civetweb.
-file(GLOB _civetweb_patches ${CMAKE_SOURCE_DIR}/cmake/civetweb-*.patch)
+file(GLOB _civetweb_patches CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cmake/civetweb-*.patch)
 list(SORT _civetweb_patches)
 set(_civetweb_work ${CMAKE_BINARY_DIR}/civetweb-patch-work)
 set(_civetweb_src ${CMAKE_BINARY_DIR}/civetweb-src)
