@@ -469,7 +469,12 @@ struct HttpServer::Impl : public CivetHandler {
                     send(conn, 503, "text/plain; charset=utf-8", health.reason + "\n");
                 }
             } else if (uri == "/") {
-                send(conn, 200, "text/html; charset=utf-8", landing_page());
+                if (options.status_page)
+                    send(conn, 200, "text/html; charset=utf-8",
+                         options.status_page(request->query_string != nullptr ? request->query_string : ""),
+                         nullptr, {{"Cache-Control", "no-store"}});
+                else
+                    send(conn, 200, "text/html; charset=utf-8", landing_page());
             } else {
                 send(conn, 404, "text/plain; charset=utf-8", "not found\n");
             }
@@ -573,7 +578,11 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     std::vector<std::string> listeners = options.listen_addresses;
     if (inherited) {
         listeners.clear();
-        for (const int fd : options.inherited_fds) listeners.push_back("systemd socket fd " + std::to_string(fd));
+        for (const int fd : options.inherited_fds) {
+            std::string name = "systemd socket fd "; // appended piecewise: GCC 12 -O3 -Wrestrict
+            name += std::to_string(fd);
+            listeners.push_back(std::move(name));
+        }
     }
     std::string joined;
     for (const auto& listener : listeners) joined += (joined.empty() ? "" : ", ") + listener;

@@ -57,6 +57,9 @@ struct ServerOptions {
     std::function<void(const BodyWriter& write)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
+    // GET / and HEAD /: the status page (export/status_page.hpp), given the query string
+    // ("sort=p99&order=desc"); without it, `landing` renders a short page.
+    std::function<std::string(std::string_view query)> status_page;
     int num_threads{512};
     Limits limits;
     // Where the exposition is served (--web.telemetry-path).

@@ -357,10 +357,41 @@ TEST_CASE("inherited listening sockets (--web.systemd-socket) are served and sur
         options.inherited_fds = {bound};
         const auto r = http::HttpServer::start(options);
         REQUIRE_FALSE(r.ok());
-        CHECK_THAT(r.error().message(), Catch::Contains("fd " + std::to_string(bound)));
+        std::string fd_text = "fd ";
+        fd_text += std::to_string(bound);
+        CHECK_THAT(r.error().message(), Catch::Contains(fd_text));
         CHECK_THAT(r.error().message(), Catch::Contains("not a listening socket"));
         close(bound);
     }
     close(v4);
     close(v6);
+}
+
+TEST_CASE("GET / serves the status page with its query; --web.telemetry-path=/ wins", "[metrics][http]")
+{
+    http::ServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0"};
+    options.num_threads = 2;
+    options.metrics = [](const http::BodyWriter& write) { write("flowlat_x 1\n"); };
+    options.status_page = [](std::string_view query) {
+        std::string page = "<p>status ";
+        page += query;
+        page += "</p>";
+        return page;
+    };
+    {
+        auto r = http::HttpServer::start(options);
+        REQUIRE(r.ok());
+        const auto port = r.value()->ports().at(0);
+        auto page = get(port, "/?sort=p99&order=asc");
+        CHECK(page.status == 200);
+        CHECK(page.body == "<p>status sort=p99&order=asc</p>");
+        CHECK_THAT(page.headers.at("content-type"), Catch::StartsWith("text/html"));
+        CHECK(page.headers.at("cache-control") == "no-store");
+        CHECK(get(port, "/").body == "<p>status </p>");
+    }
+    options.telemetry_path = "/";
+    auto r = http::HttpServer::start(options);
+    REQUIRE(r.ok());
+    CHECK(get(r.value()->ports().at(0), "/").body == "flowlat_x 1\n");
 }
