@@ -129,6 +129,14 @@ void History::record(const aggregation::Snapshot& snapshot, double now_seconds)
     std::lock_guard lock(mutex_);
     const double interval = last_seconds_ < 0 ? 0 : now_seconds - last_seconds_;
     last_seconds_ = now_seconds;
+    if (interval > 0) {
+        seconds_[seconds_next_] = interval;
+        seconds_next_ = (seconds_next_ + 1) % kIntervals;
+    }
+    // Counts per interval are stored in 32 bits: 4 billion handshakes in 5 s is far off.
+    auto narrow = [](std::uint64_t v) {
+        return static_cast<std::uint32_t>(std::min<std::uint64_t>(v, std::numeric_limits<std::uint32_t>::max()));
+    };
     std::unordered_map<labels::SeriesKey, Entry, labels::SeriesKeyHash> next;
     next.reserve(snapshot.series.size());
     std::vector<std::uint64_t> delta(width);
@@ -139,12 +147,11 @@ void History::record(const aggregation::Snapshot& snapshot, double now_seconds)
         Entry entry;
         const bool fresh = found == entries_.end() || found->second.rtt_buckets.size() != width;
         if (!fresh) entry = std::move(found->second);
-        if (fresh) {
-            entry.p50.assign(kIntervals, kNaN);
-            entry.completed.assign(kIntervals, 0);
-            entry.seconds.assign(kIntervals, 0);
-            entry.rtt_buckets.assign(width, 0);
-        }
+        if (fresh) entry.rtt_buckets.assign(width, 0);
+        const auto& outcomes = snapshot.series[i].handshakes;
+        const std::uint64_t handshakes = std::accumulate(outcomes.begin(), outcomes.end(), std::uint64_t{0});
+        const std::uint64_t new_handshakes = handshakes >= entry.handshakes ? handshakes - entry.handshakes : 0;
+        entry.handshakes = handshakes;
         std::uint64_t samples = 0;
         for (std::size_t b = 0; b < width; ++b) {
             // A series that was merged or moved can go down: count that interval as empty.
@@ -155,9 +162,9 @@ void History::record(const aggregation::Snapshot& snapshot, double now_seconds)
         // A series first seen now was created during the interval that just ended, so all
         // its counts belong to it; at the very first call no interval has been timed yet.
         if (interval > 0) {
-            entry.p50[entry.next] = estimate_quantile(0.5, snapshot.bounds, delta);
-            entry.completed[entry.next] = samples;
-            entry.seconds[entry.next] = interval;
+            entry.p50[entry.next] = static_cast<float>(estimate_quantile(0.5, snapshot.bounds, delta));
+            entry.samples[entry.next] = narrow(samples);
+            entry.handshake_counts[entry.next] = narrow(new_handshakes);
             entry.next = (entry.next + 1) % kIntervals;
             entry.filled = std::min(entry.filled + 1, kIntervals);
         }
@@ -174,11 +181,14 @@ History::Copy History::copy() const
     for (const auto& [key, entry] : entries_) {
         Recent recent;
         recent.p50.reserve(entry.filled);
+        recent.samples.reserve(entry.filled);
+        recent.handshakes.reserve(entry.filled);
         for (std::size_t k = 0; k < entry.filled; ++k) {
             const std::size_t at = (entry.next + kIntervals - entry.filled + k) % kIntervals;
-            recent.p50.push_back(entry.p50[at]);
-            recent.completed.push_back(entry.completed[at]);
-            recent.seconds += entry.seconds[at];
+            recent.p50.push_back(static_cast<double>(entry.p50[at]));
+            recent.samples.push_back(entry.samples[at]);
+            recent.handshakes.push_back(entry.handshake_counts[at]);
+            recent.seconds += seconds_[(seconds_next_ + kIntervals - entry.filled + k) % kIntervals];
         }
         out.emplace(key, std::move(recent));
     }
@@ -248,7 +258,7 @@ std::vector<Row> build_rows(const aggregation::Snapshot& snapshot,
         row.p99 = estimate_quantile(0.99, snapshot.bounds, row.rtt_buckets);
         if (row.recent != nullptr && row.recent->seconds > 0) {
             const std::uint64_t recent =
-                std::accumulate(row.recent->completed.begin(), row.recent->completed.end(), std::uint64_t{0});
+                std::accumulate(row.recent->handshakes.begin(), row.recent->handshakes.end(), std::uint64_t{0});
             row.rate = static_cast<double>(recent) / row.recent->seconds;
         }
     }
@@ -488,7 +498,7 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
     double recent_seconds = 0;
     for (const auto& row : rows)
         if (row.recent != nullptr) recent_seconds = std::max(recent_seconds, row.recent->seconds);
-    h += ". Rate: RTT samples per second over the last " + duration_text(recent_seconds) +
+    h += ". Rate: handshakes (every outcome) per second over the last " + duration_text(recent_seconds) +
          "; quantiles estimated from the buckets since start, as histogram_quantile() does.</p>\n";
     h += "<table id=\"series-table\"><thead><tr>";
     // A header links to its sort; the current one flips the order.

@@ -8,6 +8,7 @@
 #include "aggregate/label_policy.hpp"
 #include "export/metrics_exposition.hpp"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -33,9 +34,10 @@ public:
     static constexpr std::size_t kIntervals = 60;
 
     struct Recent {
-        std::vector<double> p50;              // per interval, oldest first; NaN: no handshake in it
-        std::vector<std::uint64_t> completed; // RTT samples per interval, same order
-        double seconds{0};                    // time the intervals cover
+        std::vector<double> p50;               // per interval, oldest first; NaN: no RTT sample in it
+        std::vector<std::uint64_t> samples;    // RTT samples per interval, same order
+        std::vector<std::uint64_t> handshakes; // handshakes of every outcome per interval
+        double seconds{0};                     // time the intervals cover
     };
     using Copy = std::unordered_map<labels::SeriesKey, Recent, labels::SeriesKeyHash>;
 
@@ -45,17 +47,23 @@ public:
     Copy copy() const;
 
 private:
+    // About 0.9 KB a series with the 18 default buckets: rings in float and 32 bits.
     struct Entry {
         std::vector<std::uint64_t> rtt_buckets; // cumulative totals at the previous record()
-        std::vector<double> p50;                // ring
-        std::vector<std::uint64_t> completed;   // ring
-        std::vector<double> seconds;            // ring: length of each interval
+        std::uint64_t handshakes{0};            // every outcome, at the previous record()
+        std::array<float, kIntervals> p50{};    // rings, indexed like `next`
+        std::array<std::uint32_t, kIntervals> samples{};
+        std::array<std::uint32_t, kIntervals> handshake_counts{};
         std::size_t next{0};
         std::size_t filled{0};
     };
     mutable std::mutex mutex_;
     std::unordered_map<labels::SeriesKey, Entry, labels::SeriesKeyHash> entries_;
     double last_seconds_{-1};
+    // Every series gets a slot at each timed record(), so one ring of interval lengths
+    // serves all: an entry's `filled` slots are the last `filled` intervals.
+    std::array<double, kIntervals> seconds_{};
+    std::size_t seconds_next_{0};
 };
 
 struct InterfaceState {
@@ -93,7 +101,7 @@ struct Row {
     std::vector<std::string> labels; // in labels::kLabelNames order
     aggregation::SeriesCounters counters;
     std::vector<std::uint64_t> rtt_buckets; // per bucket, bounds.size() + 1
-    double rate{0};                         // handshakes/s over the recent history; 0 without one
+    double rate{0};                         // handshakes/s (every outcome) over the recent history
     double p50{0}, p90{0}, p99{0};          // seconds; NaN without RTT samples
     const History::Recent* recent{nullptr}; // into the History::Copy given to build_rows
 };

@@ -218,6 +218,8 @@ def body() -> None:
             chk.check(row[col["completed"]][0] == str(completed) and row[col["refused"]][0] == str(refused),
                       f"{where}: {key}: completed/refused {row[col['completed']][0]}/{row[col['refused']][0]}, "
                       f"want {completed}/{refused}")
+            rate = float(row[col["rate /s"]][1] or "nan") if "rate /s" in col else math.nan
+            chk.check(rate > 0, f"{where}: {key}: rate {rate}, want > 0 (every outcome counts)")
             hist = m.histogram("flowlat_handshake_rtt_seconds", interface=key[0], direction="outbound",
                                family="ipv4", peer=key[1], port=key[2])
             for q, name in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):

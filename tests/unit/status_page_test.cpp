@@ -215,10 +215,11 @@ TEST_CASE("history keeps a bounded ring of recent p50 and the rate", "[status]")
     REQUIRE(recent.p50.size() == 2);
     CHECK(recent.p50[0] == Approx(0.055));
     CHECK(std::isnan(recent.p50[1]));
-    CHECK(recent.completed == std::vector<std::uint64_t>{20, 0});
+    CHECK(recent.samples == std::vector<std::uint64_t>{20, 0});
+    CHECK(recent.handshakes == std::vector<std::uint64_t>{20, 0});
     CHECK(recent.seconds == Approx(10));
     const auto rows = status::build_rows(snapshot_of({{10, 0, 20, 0, 0}}), kInterfaces, history.copy(), {});
-    CHECK(rows.at(0).rate == Approx(2.0)); // 20 samples in 10 s
+    CHECK(rows.at(0).rate == Approx(2.0)); // 20 handshakes in 10 s
 
     for (int i = 0; i < 200; ++i) history.record(snapshot_of({{10, 0, 20, 0, static_cast<std::uint64_t>(i)}}), 115 + 5 * i);
     CHECK(history.copy().begin()->second.p50.size() == status::History::kIntervals);
