@@ -107,7 +107,7 @@ TEST_CASE("durations in the Prometheus style", "[cli][duration]")
     CHECK(format_duration(std::chrono::milliseconds(0)) == "0s");
 }
 
-TEST_CASE("--web.systemd-socket takes no value and excludes --web.listen-address", "[cli]")
+TEST_CASE("the systemd-socket flag takes no value and excludes --web.listen-address", "[cli]")
 {
     CHECK_FALSE(parse({}).value().web_systemd_socket);
     CHECK(parse({"--web.systemd-socket"}).value().web_systemd_socket);

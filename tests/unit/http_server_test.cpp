@@ -367,7 +367,7 @@ TEST_CASE("inherited listening sockets (--web.systemd-socket) are served and sur
     close(v6);
 }
 
-TEST_CASE("GET / serves the status page with its query; --web.telemetry-path=/ wins", "[metrics][http]")
+TEST_CASE("GET / serves the status page with its query and a telemetry path of / wins", "[metrics][http]")
 {
     http::ServerOptions options;
     options.listen_addresses = {"127.0.0.1:0"};

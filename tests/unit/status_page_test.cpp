@@ -229,7 +229,7 @@ TEST_CASE("history keeps a bounded ring of recent p50 and the rate", "[status]")
     CHECK(history.copy().empty());
 }
 
-TEST_CASE("status page render time at max_series (printed, not asserted)", "[status][timing]")
+TEST_CASE("status page render time at max_series is printed and not asserted", "[status][timing]")
 {
     std::vector<std::vector<std::uint64_t>> rtts;
     for (std::uint64_t i = 0; i < 2000; ++i) rtts.push_back({i % 7, i % 13, i % 5 + 1, i % 3, i % 2});
