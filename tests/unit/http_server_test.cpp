@@ -256,7 +256,7 @@ TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
 }
 
 
-TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback listener stops at once",
+TEST_CASE("a scrape that fails mid-stream breaks its framing and a non-loopback listener stops at once",
           "[metrics][http]")
 {
     http::ServerOptions options;
