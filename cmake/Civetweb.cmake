@@ -12,6 +12,8 @@
 #   CIVETWEB_ENABLE_SSL_DYNAMIC_LOADING=OFF  -> NO_SSL_DL (libssl is linked, not dlopen'ed)
 #   CIVETWEB_SSL_OPENSSL_API_1_1=OFF         -> OPENSSL_API_3_0 instead of OPENSSL_API_1_1
 #   CIVETWEB_ENABLE_CGI=OFF, serving no files -> NO_CGI, NO_FILES (flowlatd handles every URI)
+# One addition of flowlatd's own: cmake/civetweb-adopt-listening-fd.patch (listening_ports
+# "fd:N" adopts an inherited listening socket, for --web.systemd-socket).
 # Defines flowlat::civetweb, the target the export layer links (not civetweb::civetweb-cpp:
 # prometheus-cpp's CMake package imports that name for Debian's shared libcivetweb, which
 # flowlatd must not link; only prometheus-cpp::core is linked).
@@ -34,9 +36,40 @@ if(NOT EXISTS "${FLOWLAT_CIVETWEB_SOURCE_DIR}/src/civetweb.c")
 endif()
 message(STATUS "civetweb source: ${FLOWLAT_CIVETWEB_SOURCE_DIR}")
 
+# flowlatd's patches (cmake/civetweb-*.patch) are applied to a copy of src/ in the build
+# directory, at every configure: the fetched source is never modified, so applying them is
+# idempotent, and packaging/build-deb.sh's copy of the tree gets them the same way. A
+# patched file is replaced only when its content changes, so a re-configure does not
+# recompile civetweb.
+file(GLOB _civetweb_patches CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cmake/civetweb-*.patch)
+list(SORT _civetweb_patches)
+set(_civetweb_work ${CMAKE_BINARY_DIR}/civetweb-patch-work)
+set(_civetweb_src ${CMAKE_BINARY_DIR}/civetweb-src)
+file(REMOVE_RECURSE ${_civetweb_work})
+file(COPY ${FLOWLAT_CIVETWEB_SOURCE_DIR}/src DESTINATION ${_civetweb_work})
+find_program(FLOWLAT_PATCH_EXECUTABLE patch REQUIRED)
+foreach(_patch ${_civetweb_patches})
+  execute_process(COMMAND ${FLOWLAT_PATCH_EXECUTABLE} -p1 --batch --forward --silent -i ${_patch}
+                  WORKING_DIRECTORY ${_civetweb_work}
+                  RESULT_VARIABLE _patch_rc OUTPUT_VARIABLE _patch_out ERROR_VARIABLE _patch_out)
+  if(NOT _patch_rc EQUAL 0)
+    message(FATAL_ERROR "${_patch} does not apply to ${FLOWLAT_CIVETWEB_SOURCE_DIR}: ${_patch_out}")
+  endif()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_patch})
+endforeach()
+file(MAKE_DIRECTORY ${_civetweb_src})
+file(GLOB _civetweb_files RELATIVE ${_civetweb_work}/src ${_civetweb_work}/src/*)
+foreach(_file ${_civetweb_files})
+  if(NOT IS_DIRECTORY ${_civetweb_work}/src/${_file})
+    file(COPY_FILE ${_civetweb_work}/src/${_file} ${_civetweb_src}/${_file} ONLY_IF_DIFFERENT)
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${_civetweb_work})
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${FLOWLAT_CIVETWEB_SOURCE_DIR}/src/civetweb.c)
+
 add_library(flowlat_civetweb STATIC
-  ${FLOWLAT_CIVETWEB_SOURCE_DIR}/src/civetweb.c
-  ${FLOWLAT_CIVETWEB_SOURCE_DIR}/src/CivetServer.cpp)
+  ${_civetweb_src}/civetweb.c
+  ${_civetweb_src}/CivetServer.cpp)
 target_include_directories(flowlat_civetweb SYSTEM PUBLIC ${FLOWLAT_CIVETWEB_SOURCE_DIR}/include)
 target_compile_definitions(flowlat_civetweb PRIVATE
   USE_IPV6 NO_SSL_DL OPENSSL_API_3_0 NO_CGI NO_FILES NO_CACHING

@@ -3,6 +3,7 @@
 #
 #   sbin/flowlatd                         (daemon/CMakeLists.txt)
 #   <unit dir>/flowlatd.service           ExecStart= rewritten to this prefix's sbin
+#   <unit dir>/flowlatd.socket            optional socket activation; never enabled
 #   /etc/flowlatd/flowlatd.yaml           the daemon reads only this path, whatever the prefix;
 #                                         an existing file is kept (it is the admin's)
 #   share/man/man8/flowlatd.8
@@ -26,7 +27,14 @@ string(REPLACE "/usr/share/doc/flowlatd" "${CMAKE_INSTALL_FULL_DOCDIR}" _flowlat
 file(GENERATE OUTPUT ${CMAKE_BINARY_DIR}/install/flowlatd.service CONTENT "${_flowlat_unit}")
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/systemd/flowlatd.service)
 
-install(FILES ${CMAKE_BINARY_DIR}/install/flowlatd.service DESTINATION ${FLOWLAT_SYSTEMD_UNIT_DIR})
+# The optional socket unit (socket activation, --web.systemd-socket): installed, never enabled.
+file(READ ${CMAKE_SOURCE_DIR}/systemd/flowlatd.socket _flowlat_socket_unit)
+string(REPLACE "/usr/share/doc/flowlatd" "${CMAKE_INSTALL_FULL_DOCDIR}" _flowlat_socket_unit "${_flowlat_socket_unit}")
+file(GENERATE OUTPUT ${CMAKE_BINARY_DIR}/install/flowlatd.socket CONTENT "${_flowlat_socket_unit}")
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/systemd/flowlatd.socket)
+
+install(FILES ${CMAKE_BINARY_DIR}/install/flowlatd.service ${CMAKE_BINARY_DIR}/install/flowlatd.socket
+        DESTINATION ${FLOWLAT_SYSTEMD_UNIT_DIR})
 install(FILES ${CMAKE_SOURCE_DIR}/docs/flowlatd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 file(GLOB _flowlat_docs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/docs/*.md)

@@ -26,6 +26,8 @@ test_packages=(
   catch2 iproute2 python3 python3-scapy python3-yaml tshark prometheus curl iperf3 hyperfine procps wrk
   # the Debian package's test: build, lint, man page rendering, a systemd to boot
   "${deb_packages[@]}" man-db groff-base systemd util-linux
+  # the status page's test renders it in headless Chromium (DOM dump and screenshot)
+  chromium
 )
 
 # Debian's libcivetweb is built without IPv6 and its TLS crashes on OpenSSL 3, so flowlatd

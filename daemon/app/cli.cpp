@@ -11,7 +11,7 @@ namespace flowlat::cli {
 namespace {
 
 enum class Flag { config_file, config_check, listen_address, log_level, interface, print, handshake_timeout,
-                  version, help, web_config_file, telemetry_path, max_requests, log_format };
+                  version, help, web_config_file, telemetry_path, max_requests, log_format, web_systemd_socket };
 
 struct FlagSpec {
     std::string_view name;
@@ -19,11 +19,12 @@ struct FlagSpec {
     bool takes_value;
 };
 
-constexpr std::array<FlagSpec, 14> flags{{
+constexpr std::array<FlagSpec, 15> flags{{
     {"--config.file", Flag::config_file, true},
     {"--config.check", Flag::config_check, false},
     {"--web.listen-address", Flag::listen_address, true},
     {"--web.config.file", Flag::web_config_file, true},
+    {"--web.systemd-socket", Flag::web_systemd_socket, false},
     {"--web.telemetry-path", Flag::telemetry_path, true},
     {"--web.max-requests", Flag::max_requests, true},
     {"--log.level", Flag::log_level, true},
@@ -112,11 +113,17 @@ Result<Options> parse_arguments(std::span<const std::string_view> arguments)
             options.max_requests = parsed;
             break;
         }
+        case Flag::web_systemd_socket: options.web_systemd_socket = true; break;
         case Flag::version: options.version = true; break;
         case Flag::help: options.help = true; break;
         }
     }
     if (options.print && options.config_check) return bad("--print and --config.check cannot be combined");
+    // Where to listen is the socket unit's ListenStream= then; two sources would leave one ignored.
+    if (options.web_systemd_socket && !options.listen_addresses.empty())
+        return bad("--web.systemd-socket and --web.listen-address cannot be combined: with socket activation, "
+                   "the socket unit's ListenStream= says where to listen");
+    if (options.web_systemd_socket && options.print) return bad("--web.systemd-socket and --print cannot be combined: --print serves nothing");
     return options;
 }
 
@@ -135,6 +142,8 @@ Flags:
                                every IPv6 and IPv4 address; [::1]:PORT, 0.0.0.0:PORT too)
   --web.config.file=PATH       TLS, basic auth and response headers for the endpoint, in
                                the Prometheus exporter-toolkit format (re-read on SIGHUP)
+  --web.systemd-socket         serve on the listening sockets systemd passes in (socket
+                               activation, flowlatd.socket) instead of --web.listen-address
   --web.telemetry-path=PATH    where the metrics are served (default /metrics)
   --web.max-requests=N         scrapes rendered at once (default 40; 0: no limit); one more
                                waits up to 500 ms for a slot, then gets 503

@@ -20,6 +20,7 @@ struct Options {
     bool config_check{false};
     std::vector<std::string> listen_addresses;
     std::optional<std::string> web_config_file;
+    bool web_systemd_socket{false}; // serve on the sockets systemd passes in, not listen_addresses
     std::string telemetry_path{"/metrics"};
     int max_requests{40};
     std::optional<std::string> log_level;

@@ -12,10 +12,12 @@
 #include "os/logging.hpp"
 #include "export/metrics_exposition.hpp"
 #include "export/process_metrics.hpp"
+#include "export/status_page.hpp"
 #include "os/signal_policy.hpp"
 #include "app/startup.hpp"
 #include "probe/hook_healer.hpp"
 #include "os/systemd_notify.hpp"
+#include "os/systemd_sockets.hpp"
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -78,6 +80,8 @@ private:
     void write_metrics(const http::BodyWriter& write);
     http::Health health() const;
     http::LandingInfo landing() const;
+    exposition::OperationalSnapshot operational_snapshot() const;
+    std::string status_page(std::string_view query) const;
     std::string status_line() const;
 
     cli::Options options_;
@@ -93,6 +97,9 @@ private:
     std::unique_ptr<probe::ProbeSession> session_;
     std::unique_ptr<interfaces::LinkWatcher> links_;
     std::unique_ptr<http::HttpServer> http_;
+    // --web.systemd-socket: held for the process's life; every start of the server (reloads
+    // restart it) adopts duplicates, so systemd's sockets are never closed under it.
+    std::vector<systemd::ListenSocket> systemd_sockets_;
     web::WebConfig web_; // --web.config.file as last loaded
     std::unique_ptr<probe::HookHealer> healer_; // the wanted interfaces whose hooks are down
     std::set<std::string> missing_names_;              // configured names that do not exist now
@@ -107,6 +114,12 @@ private:
     std::uint64_t flow_table_entries_{0};
     bool reload_ok_{true};
     double reload_success_timestamp_{0};
+    // For the status page (GET /), also written by the event loop thread.
+    std::string config_source_;
+    std::size_t max_series_{0};
+    std::vector<status::InterfaceState> interface_states_;
+    const std::uint64_t started_ns_{clock::monotonic_ns()};
+    status::History history_; // recent latency per series, sampled on the event loop
 };
 
 int Daemon::run()
@@ -117,6 +130,18 @@ int Daemon::run()
         return 2;
     }
     loop_ = std::move(loop).value();
+    // Before any thread exists: it unsets LISTEN_* in the environment.
+    if (options_.web_systemd_socket) {
+        auto sockets = systemd::take_listen_sockets();
+        if (!sockets) {
+            startup::report(sockets.error());
+            return 2;
+        }
+        systemd_sockets_ = std::move(sockets).value();
+        for (const auto& socket : systemd_sockets_)
+            spdlog::info("--web.systemd-socket: fd {} ({}) listens on {}; web.listen_addresses is not used",
+                         socket.fd.get(), socket.name, socket.address);
+    }
     // Before any thread exists (civetweb's workers), so that every thread inherits the mask.
     signal_policy::ignore_broken_pipes();
     Status signals = loop_->on_signals(signal_policy::handled_signals(), [this](int signal) {
@@ -186,6 +211,8 @@ int Daemon::run()
         // Before the HTTP workers exist: a scrape must never see the timestamp unset.
         std::lock_guard lock(status_mutex_);
         reload_success_timestamp_ = unix_now_seconds();
+        config_source_ = config_.source;
+        max_series_ = config_.max_series;
     }
 
     // Attached, and no other thread yet: only healing and reloads need privileges from now on.
@@ -205,6 +232,8 @@ int Daemon::run()
     }
     if (Status http = start_http(config_.listen_addresses); !http) {
         startup::report(startup::cannot(http.error()));
+        // An inherited socket that cannot be served will not become servable by retrying.
+        if (!systemd_sockets_.empty()) return 2;
         return 75; // EX_TEMPFAIL: the port may be free in a moment; the unit retries 75, not 1 or 2
     }
     // A timer that is not armed is a job that never runs: without the watchdog's, systemd
@@ -238,6 +267,17 @@ Status Daemon::start_timers()
     if (Status s = loop_->every(std::chrono::seconds(10), [this] { aggregator_.expire(clock::monotonic_ns()); }); !s)
         return s;
     if (Status s = loop_->every(probe::attachment_check_interval, [this] { check_attachments(); }); !s) return s;
+    // The status page's sparklines and rates: one interval per tick, kIntervals kept. The
+    // first record, now, starts the first interval, so the handshakes of the first few
+    // seconds count in it.
+    auto record_history = [this] {
+        std::shared_lock topology(topology_mutex_);
+        const aggregation::Snapshot series = aggregator_.snapshot();
+        topology.unlock();
+        history_.record(series, static_cast<double>(clock::monotonic_ns()) / 1e9);
+    };
+    record_history();
+    if (Status s = loop_->every(std::chrono::seconds(5), record_history); !s) return s;
     if (auto interval = systemd::watchdog_interval()) {
         Status armed = loop_->every(*interval, [] { systemd::watchdog_ping(); });
         if (!armed) return Error{"start the systemd watchdog: " + armed.error().what, armed.error().errno_value};
@@ -295,21 +335,35 @@ void Daemon::reconcile_interfaces()
     if (wanted.empty() && unhealthy.empty()) unhealthy.push_back("no interface matches the configured patterns");
     healer_->keep_only(wanted_names);
 
+    std::vector<status::InterfaceState> interface_states;
+    const auto down = healer_->down();
+    for (const auto& [name, attached] : states) {
+        status::InterfaceState state{name, attached, "", false, ""};
+        if (auto mode = session_->attach_mode(name)) state.mode = std::string(probe::to_string(*mode));
+        state.healing = std::find(down.begin(), down.end(), name) != down.end();
+        for (const auto& why : unhealthy)
+            if (why.rfind(name + ": ", 0) == 0) state.problem = why.substr(name.size() + 2);
+        interface_states.push_back(std::move(state));
+    }
+
     std::lock_guard lock(status_mutex_);
     probe_attached_ = std::move(states);
     unhealthy_ = std::move(unhealthy);
+    interface_states_ = std::move(interface_states);
 }
 
 Status Daemon::start_http(const std::vector<std::string>& addresses)
 {
     http::ServerOptions options;
     options.listen_addresses = addresses;
+    for (const auto& socket : systemd_sockets_) options.inherited_fds.push_back(socket.fd.get());
     options.telemetry_path = options_.telemetry_path;
     options.max_requests = options_.max_requests;
     options.web = web_;
     options.metrics = [this](const http::BodyWriter& write) { write_metrics(write); };
     options.health = [this] { return health(); };
     options.landing = [this] { return landing(); };
+    options.status_page = [this](std::string_view query) { return status_page(query); };
     auto server = http::HttpServer::start(std::move(options));
     if (!server) return server.error();
     http_ = std::move(server).value();
@@ -373,7 +427,10 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         next_web = std::move(web.config);
     }
     // The listener is the one part that can fail to apply, so it goes first.
-    if (next.listen_addresses != config_.listen_addresses || next_web) {
+    const bool addresses_changed = next.listen_addresses != config_.listen_addresses && systemd_sockets_.empty();
+    if (next.listen_addresses != config_.listen_addresses && !systemd_sockets_.empty())
+        spdlog::warn("web.listen_addresses changed but is not used: --web.systemd-socket serves on systemd's sockets");
+    if (addresses_changed || next_web) {
         const web::WebConfig previous_web = web_;
         if (next_web) web_ = std::move(*next_web);
         http_.reset();
@@ -401,6 +458,8 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         std::lock_guard lock(status_mutex_);
         reload_ok_ = true;
         reload_success_timestamp_ = unix_now_seconds();
+        config_source_ = config_.source;
+        max_series_ = config_.max_series;
     }
     spdlog::info("configuration reloaded from {}", config_.source);
     if (!another_follows) systemd::ready(status_line());
@@ -417,6 +476,44 @@ void Daemon::refresh_status()
 }
 
 void Daemon::write_metrics(const http::BodyWriter& write)
+{
+    const exposition::OperationalSnapshot operational = operational_snapshot();
+    auto process = process::read_process_metrics();
+    std::optional<process::ProcessMetrics> process_metrics;
+    if (process) process_metrics = process.value();
+    // Series and names from the same instant: a rename between the two copies would label one
+    // scrape's counts with the wrong interface, and the next scrape would show them drop.
+    std::shared_lock topology(topology_mutex_);
+    const aggregation::Snapshot series = aggregator_.snapshot();
+    const labels::InterfaceNames names(interface_names_.copy());
+    topology.unlock();
+    exposition::stream_metrics(write, series, names, operational, process_metrics);
+}
+
+std::string Daemon::status_page(std::string_view query) const
+{
+    status::PageInfo info;
+    info.version = std::string(FLOWLAT_VERSION) + " (" + FLOWLAT_REVISION + ")";
+    info.uptime_seconds = static_cast<double>(clock::monotonic_ns() - started_ns_) / 1e9;
+    info.now_unix_seconds = unix_now_seconds();
+    const http::Health healthy = health();
+    info.health = healthy.ok ? "ok" : healthy.reason;
+    info.operational = operational_snapshot();
+    info.telemetry_path = options_.telemetry_path;
+    {
+        std::lock_guard lock(status_mutex_);
+        info.config_file = config_source_;
+        info.max_series = max_series_;
+        info.interfaces = interface_states_;
+    }
+    std::shared_lock topology(topology_mutex_);
+    const aggregation::Snapshot series = aggregator_.snapshot();
+    const auto names = interface_names_.copy();
+    topology.unlock();
+    return status::render_page(info, series, names, history_.copy(), status::parse_query(query));
+}
+
+exposition::OperationalSnapshot Daemon::operational_snapshot() const
 {
     exposition::OperationalSnapshot operational;
     const probe::ProbeCounters counters = session_->probe().read_counters();
@@ -437,16 +534,7 @@ void Daemon::write_metrics(const http::BodyWriter& write)
         operational.config_reload_ok = reload_ok_;
         operational.config_reload_success_timestamp = reload_success_timestamp_;
     }
-    auto process = process::read_process_metrics();
-    std::optional<process::ProcessMetrics> process_metrics;
-    if (process) process_metrics = process.value();
-    // Series and names from the same instant: a rename between the two copies would label one
-    // scrape's counts with the wrong interface, and the next scrape would show them drop.
-    std::shared_lock topology(topology_mutex_);
-    const aggregation::Snapshot series = aggregator_.snapshot();
-    const labels::InterfaceNames names(interface_names_.copy());
-    topology.unlock();
-    exposition::stream_metrics(write, series, names, operational, process_metrics);
+    return operational;
 }
 
 http::Health Daemon::health() const

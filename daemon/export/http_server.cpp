@@ -157,6 +157,23 @@ sockaddr_storage wake_address(std::string_view entry, std::uint16_t port)
     return storage;
 }
 
+// Where a local connection reaches an inherited listener: its own address, or loopback for a
+// wildcard one.
+sockaddr_storage wake_address(int fd)
+{
+    sockaddr_storage storage{};
+    socklen_t length = sizeof(storage);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) != 0) return storage;
+    if (storage.ss_family == AF_INET6) {
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        if (IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr)) v6->sin6_addr = in6addr_loopback;
+    } else if (storage.ss_family == AF_INET) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+        if (v4->sin_addr.s_addr == htonl(INADDR_ANY)) v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    return storage;
+}
+
 } // namespace
 
 Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls)
@@ -168,6 +185,18 @@ Result<std::string> civetweb_listening_ports(const std::vector<std::string>& add
         if (!port) return port.error();
         if (!ports.empty()) ports += ',';
         ports += port.value();
+    }
+    return ports;
+}
+
+std::string civetweb_inherited_ports(const std::vector<int>& fds, bool tls)
+{
+    std::string ports;
+    for (const int fd : fds) {
+        if (!ports.empty()) ports += ',';
+        ports += "fd:";
+        ports += std::to_string(fd);
+        if (tls) ports += 's';
     }
     return ports;
 }
@@ -440,7 +469,12 @@ struct HttpServer::Impl : public CivetHandler {
                     send(conn, 503, "text/plain; charset=utf-8", health.reason + "\n");
                 }
             } else if (uri == "/") {
-                send(conn, 200, "text/html; charset=utf-8", landing_page());
+                if (options.status_page)
+                    send(conn, 200, "text/html; charset=utf-8",
+                         options.status_page(request->query_string != nullptr ? request->query_string : ""),
+                         nullptr, {{"Cache-Control", "no-store"}});
+                else
+                    send(conn, 200, "text/html; charset=utf-8", landing_page());
             } else {
                 send(conn, 404, "text/plain; charset=utf-8", "not found\n");
             }
@@ -532,14 +566,26 @@ struct HttpServer::Impl : public CivetHandler {
 Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
 {
     const bool tls = options.web.tls.has_value();
-    auto ports = civetweb_listening_ports(options.listen_addresses, tls);
+    const bool inherited = !options.inherited_fds.empty();
+    auto ports = inherited ? Result<std::string>(civetweb_inherited_ports(options.inherited_fds, tls))
+                           : civetweb_listening_ports(options.listen_addresses, tls);
     if (!ports) return ports.error();
     if (options.num_threads < 1) return Error{"http server: num_threads must be at least 1", 0};
 
     raise_fd_limit(options);
 
+    // What each listener is called in the log and in errors.
+    std::vector<std::string> listeners = options.listen_addresses;
+    if (inherited) {
+        listeners.clear();
+        for (const int fd : options.inherited_fds) {
+            std::string name = "systemd socket fd "; // appended piecewise: GCC 12 -O3 -Wrestrict
+            name += std::to_string(fd);
+            listeners.push_back(std::move(name));
+        }
+    }
     std::string joined;
-    for (const auto& address : options.listen_addresses) joined += (joined.empty() ? "" : ", ") + address;
+    for (const auto& listener : listeners) joined += (joined.empty() ? "" : ", ") + listener;
 
     auto impl = std::make_unique<Impl>();
     impl->options = std::move(options);
@@ -576,18 +622,21 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(ServerOptions options)
     startup_errors = nullptr;
     impl->server->addHandler("/", *impl);
 
-    std::vector<mg_server_port> bound(impl->options.listen_addresses.size() + 4);
+    std::vector<mg_server_port> bound(listeners.size() + 4);
     const int n = mg_get_server_ports(impl->server->getContext(), static_cast<int>(bound.size()), bound.data());
     for (int i = 0; i < n; ++i) impl->ports.push_back(static_cast<std::uint16_t>(bound[static_cast<std::size_t>(i)].port));
     // civetweb reports ports in the order of listening_ports; a wildcard is reached on loopback.
     std::string_view rest = ports.value();
     for (std::size_t i = 0; i < impl->ports.size(); ++i) {
         const auto comma = std::min(rest.find(','), rest.size());
-        impl->wake_addresses.push_back(wake_address(rest.substr(0, comma), impl->ports[i]));
+        if (inherited)
+            impl->wake_addresses.push_back(wake_address(impl->options.inherited_fds[std::min(i, impl->options.inherited_fds.size() - 1)]));
+        else
+            impl->wake_addresses.push_back(wake_address(rest.substr(0, comma), impl->ports[i]));
         rest.remove_prefix(std::min(comma + 1, rest.size()));
     }
     for (std::size_t i = 0; i < impl->ports.size(); ++i)
-        spdlog::info("http: listening on {} (port {})", impl->options.listen_addresses[std::min(i, impl->options.listen_addresses.size() - 1)], impl->ports[i]);
+        spdlog::info("http: listening on {} (port {})", listeners[std::min(i, listeners.size() - 1)], impl->ports[i]);
     return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 

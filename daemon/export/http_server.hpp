@@ -49,11 +49,17 @@ struct ServerOptions {
     // "127.0.0.1:0" (port 0: ephemeral), "[::1]:9100" (that IPv6 address only),
     // "host.example:9100" (resolved once, at start, to its first address).
     std::vector<std::string> listen_addresses{":10435"};
+    // --web.systemd-socket: listening TCP sockets inherited from systemd, served instead of
+    // listen_addresses. The server adopts a duplicate of each and never closes these.
+    std::vector<int> inherited_fds;
     // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
     // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
     std::function<void(const BodyWriter& write)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
+    // GET / and HEAD /: the status page (export/status_page.hpp), given the query string
+    // ("sort=p99&order=desc"); without it, `landing` renders a short page.
+    std::function<std::string(std::string_view query)> status_page;
     int num_threads{512};
     Limits limits;
     // Where the exposition is served (--web.telemetry-path).
@@ -83,6 +89,9 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// Exposed for tests. civetweb's "listening_ports" value for inherited listening sockets
+// ("fd:N", "fd:Ns" with TLS: cmake/civetweb-adopt-listening-fd.patch).
+std::string civetweb_inherited_ports(const std::vector<int>& fds, bool tls = false);
 // Exposed for tests. civetweb's "listening_ports" value for `addresses`, or the first bad one.
 Result<std::string> civetweb_listening_ports(const std::vector<std::string>& addresses, bool tls = false);
 // True when an Accept-Encoding header allows gzip (a "gzip" or "*" coding without q=0).

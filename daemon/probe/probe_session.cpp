@@ -88,6 +88,13 @@ std::vector<interfaces::Interface> ProbeSession::attached_interfaces() const
     return list;
 }
 
+std::optional<AttachMode> ProbeSession::attach_mode(const std::string& name) const
+{
+    auto found = attachments_.find(name);
+    if (found == attachments_.end()) return std::nullopt;
+    return found->second->mode();
+}
+
 std::string ProbeSession::interface_name(unsigned ifindex) const
 {
     auto found = names_.find(ifindex);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,8 @@ public:
     std::vector<std::string> drop_lost_attachments();
     bool attached(const std::string& name) const { return attachments_.count(name) != 0; }
     std::vector<interfaces::Interface> attached_interfaces() const;
+    // tcx or clsact for an attached interface (the status page shows it).
+    std::optional<AttachMode> attach_mode(const std::string& name) const;
     // Name of an ifindex seen since start, even if it has been detached since.
     std::string interface_name(unsigned ifindex) const;
 

@@ -25,6 +25,9 @@ maintainer scripts behave as on an ordinary Debian host. The driver checks, in o
   behind and are replaced);
 - a listen port held by another process at start: exit 75, and systemd retries until the
   port is free (exit 1 and 2 would leave it dead);
+- flowlatd.socket is shipped but not enabled or started; with the drop-in of
+  docs/install.md (`--web.systemd-socket`) and the socket started, the first scrape
+  starts flowlatd on systemd's socket, and a scrape across `systemctl restart` is answered;
 - `journalctl -u flowlatd` shows the daemon's lines;
 - `apt-get remove` stops it and leaves no filter, the conffile stays; `apt-get purge`
   removes the rest: the outer script then finds no path naming flowlat in the overlay's
@@ -166,6 +169,25 @@ exit_status=$(systemctl show -p ExecMainStatus --value flowlatd)
 wait $holder
 check port_busy_exit75 "[ $start_rc != 0 ] && [ \"$exit_status\" = 75 ] && journal | grep -q 'cannot listen on :10435'" "rc=$start_rc ExecMainStatus=$exit_status"
 check port_busy_retried "wait_for 40 'systemctl is-active --quiet flowlatd' && [ \"\$(systemctl show -p NRestarts --value flowlatd)\" -gt $restarts ]" "$(systemctl show -p ActiveState,Result,NRestarts flowlatd | tr '\n' ' ')"
+
+# The optional socket unit: shipped, but neither enabled nor started by the package.
+check socket_unit_shipped_disabled "[ -f /lib/systemd/system/flowlatd.socket ] && [ \"$(systemctl is-enabled flowlatd.socket)\" = disabled ] && ! systemctl is-active --quiet flowlatd.socket" "$(systemctl is-enabled flowlatd.socket) $(systemctl is-active flowlatd.socket)"
+# Socket activation as docs/install.md sets it up: the drop-in adds --web.systemd-socket,
+# systemd holds :10435 and starts flowlatd at the first connection.
+systemctl stop flowlatd
+mkdir -p /run/systemd/system/flowlatd.service.d
+printf '[Service]\nExecStart=\nExecStart=/usr/sbin/flowlatd --web.systemd-socket\n' > /run/systemd/system/flowlatd.service.d/socket.conf
+systemctl daemon-reload
+systemctl start flowlatd.socket
+check socket_listening "systemctl is-active --quiet flowlatd.socket && ! systemctl is-active --quiet flowlatd" "$(systemctl is-active flowlatd.socket) $(systemctl is-active flowlatd)"
+check socket_activated "wait_for 40 'scrape | grep -q ^flowlat_build_info' && systemctl is-active --quiet flowlatd && journal | grep -q 'fd 3 (web) listens on \\[::\\]:10435'" "$(systemctl is-active flowlatd) $(journal | tail -5 | tr '\n' '|')"
+# A restart keeps systemd's socket: a scrape sent while flowlatd is down waits and is answered.
+systemctl restart flowlatd
+check socket_restart "curl -s --max-time 20 http://127.0.0.1:10435/metrics | grep -q ^flowlat_build_info && wait_for 40 'systemctl is-active --quiet flowlatd'" "$(systemctl is-active flowlatd)"
+systemctl stop flowlatd.socket flowlatd
+rm -r /run/systemd/system/flowlatd.service.d; systemctl daemon-reload
+systemctl start flowlatd
+check socket_off_again "wait_for 40 'systemctl is-active --quiet flowlatd' && scrape | grep -q ^flowlat_build_info" "$(systemctl is-active flowlatd)"
 
 check journal "journal | grep -q 'ready: probing fsd0' && journal | grep -q 'serving /metrics'" "$(journal | head -5 | tr '\n' '|')"
 journalctl -u flowlatd --no-pager > /var/lib/flowlat-test/journal.txt 2>&1

@@ -12,7 +12,8 @@ X-Frame-Options header. Checked:
   * no client certificate, or an untrusted one: the TLS handshake is refused;
   * plain HTTP to the TLS port gets no HTTP answer;
   * TLS 1.1 is refused (openssl s_client at security level 0, so the refusal is the server's);
-  * POST is 405; /-/healthy and /-/ready are 200;
+  * POST is 405; /-/healthy and /-/ready are 200; the status page (/) is 401 without the
+    password and 200 with it;
   * Prometheus scrapes over TLS with basic auth, by 127.0.0.1 and by [::1]: both targets up;
   * SIGHUP with a broken web config keeps the old one (TLS still served) and sets
     flowlat_config_last_reload_successful to 0; a good one sets it back to 1;
@@ -97,6 +98,12 @@ def body() -> None:
     chk.check(r.stdout.endswith("401"), f"no credentials: {r.stdout!r}")
     r = curl(lab, url, *tls, "-u", f"nobody:{PASSWORD}")
     chk.check(r.stdout.endswith("401"), f"unknown user: {r.stdout!r}")
+    # The status page is behind the same TLS and basic auth as the metrics.
+    r = curl(lab, f"https://127.0.0.1:{PORT}/", *tls)
+    chk.check(r.stdout.endswith("401"), f"status page without credentials: {r.stdout!r}")
+    r = curl(lab, f"https://127.0.0.1:{PORT}/", *tls, "-u", f"{USER}:{PASSWORD}")
+    chk.check(r.stdout.endswith("200") and "X-Frame-Options: deny" in r.stdout,
+              f"status page with the password: {r.stdout!r}")
     r = curl(lab, url, "--cacert", f"{d}/ca.crt", "-u", f"{USER}:{PASSWORD}")
     chk.check(r.returncode != 0 and not r.stdout.endswith("200"),
               f"no client certificate was not refused: rc={r.returncode} {r.stdout!r}")

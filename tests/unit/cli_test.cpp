@@ -106,3 +106,15 @@ TEST_CASE("durations in the Prometheus style", "[cli][duration]")
     CHECK(format_duration(std::chrono::milliseconds(250)) == "250ms");
     CHECK(format_duration(std::chrono::milliseconds(0)) == "0s");
 }
+
+TEST_CASE("the systemd-socket flag takes no value and excludes --web.listen-address", "[cli]")
+{
+    CHECK_FALSE(parse({}).value().web_systemd_socket);
+    CHECK(parse({"--web.systemd-socket"}).value().web_systemd_socket);
+    CHECK_FALSE(parse({"--web.systemd-socket=true"}).ok());
+    const auto both = parse({"--web.systemd-socket", "--web.listen-address=:9100"});
+    REQUIRE_FALSE(both.ok());
+    CHECK_THAT(both.error().message(), Catch::Contains("--web.systemd-socket and --web.listen-address cannot be combined"));
+    CHECK_FALSE(parse({"--web.listen-address=:9100", "--web.systemd-socket"}).ok());
+    CHECK_FALSE(parse({"--web.systemd-socket", "--print"}).ok());
+}

@@ -256,7 +256,7 @@ TEST_CASE("listen address translation and Accept-Encoding", "[metrics][http]")
 }
 
 
-TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback listener stops at once",
+TEST_CASE("a scrape that fails mid-stream breaks its framing and a non-loopback listener stops at once",
           "[metrics][http]")
 {
     http::ServerOptions options;
@@ -286,4 +286,112 @@ TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback lis
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - before).count();
     INFO("stop took " << stop_ms << " ms");
     CHECK(stop_ms < 1900); // the daemon's SIGTERM budget is 2 s in all
+}
+
+namespace {
+
+// A listening TCP socket of our own, as systemd would pass one (or a bound one that does not
+// listen): on 127.0.0.1 or ::1, ephemeral port.
+int make_socket(bool v6, bool listening)
+{
+    const int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    if (v6) {
+        auto* address = reinterpret_cast<sockaddr_in6*>(&storage);
+        address->sin6_family = AF_INET6;
+        address->sin6_addr = in6addr_loopback;
+        length = sizeof(sockaddr_in6);
+    } else {
+        auto* address = reinterpret_cast<sockaddr_in*>(&storage);
+        address->sin_family = AF_INET;
+        address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        length = sizeof(sockaddr_in);
+    }
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&storage), length) == 0);
+    if (listening) REQUIRE(listen(fd, 16) == 0);
+    return fd;
+}
+
+std::uint16_t local_port(int fd)
+{
+    sockaddr_storage storage{};
+    socklen_t length = sizeof(storage);
+    REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length) == 0);
+    return storage.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&storage)->sin6_port)
+                                         : ntohs(reinterpret_cast<sockaddr_in*>(&storage)->sin_port);
+}
+
+} // namespace
+
+TEST_CASE("inherited listening sockets (--web.systemd-socket) are served and survive a restart", "[metrics][http]")
+{
+    CHECK(http::civetweb_inherited_ports({3, 4}) == "fd:3,fd:4");
+    CHECK(http::civetweb_inherited_ports({3}, true) == "fd:3s");
+
+    const int v4 = make_socket(false, true);
+    const int v6 = make_socket(true, true);
+    http::ServerOptions options;
+    options.listen_addresses = {"127.0.0.1:1"}; // ignored: the inherited sockets win
+    options.inherited_fds = {v4, v6};
+    options.num_threads = 2;
+    options.metrics = [](const http::BodyWriter& write) { write("flowlat_x 1\n"); };
+    for (int start = 0; start < 2; ++start) { // a reload restarts the server on the same sockets
+        auto r = http::HttpServer::start(options);
+        INFO((r.ok() ? std::string() : r.error().message()));
+        REQUIRE(r.ok());
+        CHECK(r.value()->ports() == std::vector<std::uint16_t>{local_port(v4), local_port(v6)});
+        CHECK(get(local_port(v4), "/metrics").body == "flowlat_x 1\n");
+        CHECK_THAT(raw_get("::1", local_port(v6), "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+    }
+    // The server is gone; our descriptors are still open listening sockets.
+    int listening = 0;
+    socklen_t length = sizeof(listening);
+    CHECK(getsockopt(v4, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0);
+    CHECK(listening == 1);
+
+    SECTION("a socket that does not listen is refused, naming its fd")
+    {
+        const int bound = make_socket(false, false);
+        options.inherited_fds = {bound};
+        const auto r = http::HttpServer::start(options);
+        REQUIRE_FALSE(r.ok());
+        std::string fd_text = "fd ";
+        fd_text += std::to_string(bound);
+        CHECK_THAT(r.error().message(), Catch::Contains(fd_text));
+        CHECK_THAT(r.error().message(), Catch::Contains("not a listening socket"));
+        close(bound);
+    }
+    close(v4);
+    close(v6);
+}
+
+TEST_CASE("GET / serves the status page with its query and a telemetry path of / wins", "[metrics][http]")
+{
+    http::ServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0"};
+    options.num_threads = 2;
+    options.metrics = [](const http::BodyWriter& write) { write("flowlat_x 1\n"); };
+    options.status_page = [](std::string_view query) {
+        std::string page = "<p>status ";
+        page += query;
+        page += "</p>";
+        return page;
+    };
+    {
+        auto r = http::HttpServer::start(options);
+        REQUIRE(r.ok());
+        const auto port = r.value()->ports().at(0);
+        auto page = get(port, "/?sort=p99&order=asc");
+        CHECK(page.status == 200);
+        CHECK(page.body == "<p>status sort=p99&order=asc</p>");
+        CHECK_THAT(page.headers.at("content-type"), Catch::StartsWith("text/html"));
+        CHECK(page.headers.at("cache-control") == "no-store");
+        CHECK(get(port, "/").body == "<p>status </p>");
+    }
+    options.telemetry_path = "/";
+    auto r = http::HttpServer::start(options);
+    REQUIRE(r.ok());
+    CHECK(get(r.value()->ports().at(0), "/").body == "flowlat_x 1\n");
 }
