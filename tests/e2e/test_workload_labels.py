@@ -19,7 +19,8 @@ which is when a socket takes its cgroup:
     and the inbound handshake is counted under workload="unknown", not guessed.
 
 Each mode runs its own flowlatd (workload: cgroup, then unit with workload_include), and
-/metrics must show each handshake under its workload; --print=json shows them too. Then
+/metrics must show each handshake under its workload; --print=json shows them too, run as
+nobody with only the unit's three capabilities (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON). Then
 the daemon is reloaded to unit mode without patterns. flowlatd runs under `nsenter --net`
 for the same reason as the helpers: it must see the cgroup2 mount. The cgroups are removed
 at the end, also when the test fails.
@@ -150,6 +151,21 @@ class NsenterLab(N.Lab):
         return ["nsenter", f"--net=/run/netns/{ns}", *cmd]
 
 
+class Unprivileged:
+    """The lab's commands as nobody with only the unit's capabilities: naming cgroups must
+    need nothing more (open_by_handle_at would need CAP_DAC_READ_SEARCH)."""
+
+    CAPS = "+bpf,+net_admin,+perfmon"
+
+    def __init__(self, lab: N.Lab):
+        self.lab, self.client_ns = lab, lab.client_ns
+
+    def exec_cmd(self, ns: str, cmd: list[str]) -> list[str]:
+        return self.lab.exec_cmd(ns, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                      f"--inh-caps=-all,{self.CAPS}", f"--ambient-caps=-all,{self.CAPS}",
+                                      f"--bounding-set=-all,{self.CAPS}", *cmd])
+
+
 def traffic(lab: N.Lab, cg: Cgroups) -> None:
     """Every scenario once: COUNT handshakes each, then waits for the helpers."""
     server_out = Helper(cg.path(SERVER_CG), lab.peer_ns, "listen", N.PEER_V4, OUT_PORT)
@@ -185,8 +201,13 @@ def check_mode(chk: N.Checker, lab: N.Lab, cg: Cgroups, mode: str, expect: dict[
     config = D.write_file(lab, f"{mode}.yaml", "\n".join(lines) + "\n")
     fl = D.Daemon(lab, config)
     fl.wait_ready()
-    printer = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"])
+    printer = N.Flowlatd(Unprivileged(lab), ["--interface", lab.client_if, "--print=json"])
     printer.wait_ready()
+    with open(f"/proc/{printer.proc.pid}/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
+    chk.check(status["Uid"].split()[0] == "65534" and int(status["CapEff"], 16) == (1 << 39) | (1 << 38) | (1 << 12),
+              f"--print is not nobody with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN: Uid {status['Uid'].strip()}, "
+              f"CapEff {status['CapEff'].strip()}")
     try:
         traffic(lab, cg)
         want = {key: COUNT for key in expect}
@@ -206,7 +227,8 @@ def check_mode(chk: N.Checker, lab: N.Lab, cg: Cgroups, mode: str, expect: dict[
                   f"{mode}: unresolved cgroup ids: {m.value('flowlat_workload_unresolved_total')}")
         chk.check(D.promtool_check_metrics(fl.get("/metrics").text).returncode == 0, f"{mode}: promtool rejects")
 
-        # --print names the cgroup path whatever the mode (it reads no configuration).
+        # --print names the cgroup path whatever the mode (it reads no configuration). It runs
+        # as nobody with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON only.
         printer.wait_for(lambda: len(printer.json_lines()) >= 4 * COUNT, 5)
         events = printer.json_lines()
         paths = {(e["direction"], e["local_port"] if e["direction"] == "inbound" else e["peer_port"]): e["workload"]
