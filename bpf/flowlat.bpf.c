@@ -798,6 +798,7 @@ static __always_inline __u32 fold_key_addresses(const struct flowlat_flow_key *k
  */
 struct flow_end {
 	__u64 first_syn_ns;
+	__u64 cgroup_id;
 	__u32 ack_filter_bucket;
 	__u32 ack_filter_epoch;
 	__u16 transmissions;
@@ -808,6 +809,7 @@ struct flow_end {
 static __always_inline void save_end(const struct flowlat_flow *flow, struct flow_end *end)
 {
 	end->first_syn_ns = flow->first_syn_ns;
+	end->cgroup_id = flow->cgroup_id;
 	end->ack_filter_bucket = flow->ack_filter_bucket;
 	end->ack_filter_epoch = flow->ack_filter_epoch;
 	end->transmissions = flow->transmissions;
@@ -848,6 +850,7 @@ static __always_inline void emit(const struct flowlat_flow_key *key, const struc
 	event->outcome = outcome;
 	event->flags = rtt_valid ? FLOWLAT_EVENT_F_RTT_VALID : 0;
 	__builtin_memset(event->reserved, 0, sizeof(event->reserved));
+	event->cgroup_id = flow->cgroup_id;
 
 	/*
 	 * Batched wakeups: wake the reader when this record carries the queue across a
@@ -959,6 +962,8 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	if (egress) {
 		fresh.stage = FLOWLAT_STAGE_SYN_SENT;
 		fresh.expected_ack = pkt->seq + 1;
+		/* Our SYN is owned by the connecting socket: its cgroup names the workload. */
+		fresh.cgroup_id = bpf_skb_cgroup_id(skb);
 		record_transmission(skb, pkt, &fresh, now);
 	} else {
 		fresh.stage = FLOWLAT_STAGE_SYN_RECEIVED;
@@ -1030,6 +1035,11 @@ static __always_inline void on_syn_ack_sent(struct __sk_buff *skb, const struct 
 		__u32 *bucket;
 
 		next.expected_ack = pkt->seq + 1;
+		/*
+		 * The SYN-ACK is owned by the request socket, whose full socket is the listener; a
+		 * SYN cookie's SYN-ACK has none, and the helper returns 0 (unknown).
+		 */
+		next.cgroup_id = bpf_skb_cgroup_id(skb);
 		record_transmission(skb, pkt, &next, bpf_ktime_get_ns());
 		next.ack_filter_bucket = ack_bucket_of(fold_key_addresses(&key), key.local_port_be, key.peer_port_be);
 		next.ack_filter_epoch = ack_epoch & 1;

@@ -130,6 +130,12 @@ struct flowlat_flow {
 	__u8 stage;          /* enum flowlat_stage */
 	__u32 ack_filter_bucket; /* counting-filter bucket held while SYNACK_SENT */
 	__u32 ack_filter_epoch;  /* the epoch (0 or 1) that bucket was counted in */
+	/*
+	 * cgroup v2 id of the local socket (bpf_skb_cgroup_id): from our SYN (outbound) or our
+	 * first SYN-ACK, owned by the request socket and so by its listener (inbound). 0: the
+	 * packet carried no socket (a SYN cookie's SYN-ACK, a forwarded packet): unknown.
+	 */
+	__u64 cgroup_id;
 };
 
 /* Every ring buffer record starts with this header. */
@@ -153,6 +159,7 @@ struct flowlat_event {
 	__u8 outcome;      /* enum flowlat_outcome */
 	__u8 flags;        /* FLOWLAT_EVENT_F_* */
 	__u8 reserved[6];
+	__u64 cgroup_id;   /* flowlat_flow.cgroup_id; 0: unknown */
 };
 
 /* Indexes into the per-CPU counters array. */

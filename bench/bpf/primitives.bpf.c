@@ -7,8 +7,8 @@
  * rows, so the difference between the two rows is the probe's own share.
  *
  * The maps have the probe's shapes (bpf/flowlat.bpf.c): a BPF_MAP_TYPE_HASH without map
- * flags (preallocated), the 44-byte flowlat_flow_key, the 96-byte flowlat_flow and the
- * default 65,536 entries; a ring buffer of the default size holding 80-byte flowlat_events.
+ * flags (preallocated), the 44-byte flowlat_flow_key, the 104-byte flowlat_flow and the
+ * default 65,536 entries; a ring buffer of the default size holding 88-byte flowlat_events.
  * bench_kernel resizes both, between open and load, to what the probe it compares against
  * was loaded with.
  *

@@ -34,6 +34,14 @@ std::string join(const std::vector<double>& values)
     return "[" + text + "]";
 }
 
+constexpr std::uint32_t kWorkloadUnknown = 1;
+constexpr std::uint32_t kWorkloadUnresolved = 2;
+constexpr std::uint32_t kWorkloadOther = 3;
+constexpr std::uint32_t kFixedWorkloads = 4; // with 0, "no label"
+// cgroup ids remembered with their workload: a host with more cgroups than this has the cache
+// cleared and refilled from the resolver's own cache, which holds the ids without a walk.
+constexpr std::size_t kMaxWorkloadCache = 65'536;
+
 } // namespace
 
 Settings Settings::from(const config::Config& config)
@@ -80,6 +88,9 @@ Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
       ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull)
 {
     for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
+    workload_names_ = {"", std::string(workload::kUnknown), std::string(workload::kUnresolved),
+                       std::string(workload::kOther)};
+    for (std::uint32_t id = 1; id < kFixedWorkloads; ++id) workload_index_.emplace(workload_names_[id], id);
     // Enough that a typical table never rehashes on the event path, without committing
     // memory up front for a large max_series that may never fill.
     index_.reserve(std::min<std::size_t>(max_series_, 16'384) + 64);
@@ -95,6 +106,62 @@ std::uint16_t Aggregator::intern_group(const std::string& name)
     const auto id = static_cast<std::uint16_t>(group_names_.size() - 1);
     group_index_.emplace(name, id);
     return id;
+}
+
+std::uint32_t Aggregator::intern_workload(const std::string& name)
+{
+    if (const auto it = workload_index_.find(name); it != workload_index_.end()) return it->second;
+    std::uint32_t id;
+    if (!free_workload_ids_.empty()) {
+        id = free_workload_ids_.back();
+        free_workload_ids_.pop_back();
+        workload_names_[id] = name;
+    } else {
+        id = static_cast<std::uint32_t>(workload_names_.size());
+        workload_names_.push_back(name);
+    }
+    workload_index_.emplace(name, id);
+    return id;
+}
+
+// One hash lookup per event once an id is known; the path work happens on its first event.
+std::uint32_t Aggregator::workload_of(std::uint64_t cgroup_id)
+{
+    if (cgroup_id == 0) return kWorkloadUnknown;
+    if (const auto it = workload_cache_.find(cgroup_id); it != workload_cache_.end()) return it->second;
+    const std::string* path = cgroup_paths_ != nullptr ? cgroup_paths_->path(cgroup_id) : nullptr;
+    // Unresolved ids are not cached: the resolver retries them after its next walk.
+    if (path == nullptr) return kWorkloadUnresolved;
+    const std::uint32_t id = intern_workload(policy_.workload_naming().label(path));
+    if (workload_cache_.size() >= kMaxWorkloadCache) workload_cache_.clear();
+    workload_cache_.emplace(cgroup_id, id);
+    return id;
+}
+
+// Names no live series uses are freed (cgroups come and go: container ids, sessions), and
+// the cache forgets ids that named them. Runs after expiry, so O(series) every few seconds.
+void Aggregator::forget_unused_workloads()
+{
+    std::vector<bool> used(workload_names_.size(), false);
+    for (std::uint32_t slot = 0; slot < slots_.size(); ++slot)
+        if (live_[slot]) used[slots_[slot].key.workload] = true;
+    bool freed = false;
+    for (std::uint32_t id = kFixedWorkloads; id < workload_names_.size(); ++id) {
+        if (used[id] || workload_names_[id].empty()) continue;
+        workload_index_.erase(workload_names_[id]);
+        workload_names_[id].clear();
+        free_workload_ids_.push_back(id);
+        freed = true;
+    }
+    if (freed) std::erase_if(workload_cache_, [&](const auto& entry) { return workload_names_[entry.second].empty(); });
+}
+
+void Aggregator::set_cgroup_paths(workload::CgroupPaths* paths)
+{
+    std::lock_guard lock(mutex_);
+    cgroup_paths_ = paths;
+    cgroup_paths_generation_ = paths != nullptr ? paths->generation() : 0;
+    workload_cache_.clear();
 }
 
 std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
@@ -113,6 +180,7 @@ std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
         key.address = {};
         key.port = 0;
         key.port_other = 1;
+        if (key.workload != 0) key.workload = kWorkloadOther;
         it = index_.find(key);
         if (it != index_.end()) return it->second;
     }
@@ -140,9 +208,11 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
 {
     const std::size_t stride = 2 * (bounds_.size() + 1);
     std::lock_guard lock(mutex_);
+    const bool workload_enabled = policy_.workload_naming().enabled();
     for (const auto& event : events) {
         auto key = policy_.classify(event);
         if (key.peer_kind == labels::PeerKind::group) key.group = group_ids_[key.group];
+        if (workload_enabled) key.workload = workload_of(event.cgroup_id);
         if (!interface_redirects_.empty()) {
             if (const auto it = interface_redirects_.find(key.ifindex); it != interface_redirects_.end())
                 key.ifindex = it->second;
@@ -177,15 +247,19 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
 std::size_t Aggregator::expire(std::uint64_t now_ns)
 {
     std::lock_guard lock(mutex_);
-    if (ttl_ns_ == 0) return 0;
     std::size_t removed = 0;
     for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
-        if (!live_[slot] || now_ns <= slots_[slot].last_update_ns + ttl_ns_) continue;
+        if (ttl_ns_ == 0 || !live_[slot] || now_ns <= slots_[slot].last_update_ns + ttl_ns_) continue;
         index_.erase(slots_[slot].key);
         live_[slot] = false;
         free_slots_.push_back(slot);
         ++removed;
     }
+    if (cgroup_paths_ != nullptr && cgroup_paths_->generation() != cgroup_paths_generation_) {
+        cgroup_paths_generation_ = cgroup_paths_->generation();
+        workload_cache_.clear();
+    }
+    if (removed != 0) forget_unused_workloads();
     return removed;
 }
 
@@ -236,6 +310,7 @@ std::optional<std::string> Aggregator::policy_problem(const labels::LabelPolicy&
 void Aggregator::set_policy(labels::LabelPolicy policy)
 {
     std::lock_guard lock(mutex_);
+    if (!(policy.workload_naming() == policy_.workload_naming())) workload_cache_.clear();
     policy_ = std::move(policy);
     group_ids_.clear();
     for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
@@ -262,6 +337,7 @@ Snapshot Aggregator::snapshot() const
     const std::size_t stride = 2 * (bounds_.size() + 1);
     snap.bounds = bounds_;
     snap.group_names = group_names_;
+    snap.workload_names = workload_names_;
     snap.series_overflow = overflow_;
     snap.series.reserve(index_.size());
     snap.buckets.reserve(index_.size() * stride);

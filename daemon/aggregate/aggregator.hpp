@@ -48,6 +48,7 @@ struct SeriesCounters {
 struct Snapshot {
     std::vector<double> bounds;            // seconds, without +Inf
     std::vector<std::string> group_names;  // indexed by SeriesKey::group
+    std::vector<std::string> workload_names; // indexed by SeriesKey::workload; [0] is "" (no label)
     std::vector<SeriesCounters> series;
     // Per series i, non-cumulative: rtt at [i*stride, +bounds+1), then duration. Last is +Inf.
     std::vector<std::uint64_t> buckets;
@@ -89,6 +90,11 @@ public:
     // a different bucket list is ignored until restart and reported in the returned warnings.
     std::vector<std::string> set_settings(const Settings& settings);
 
+    // Where cgroup ids are named when the policy has a workload mode; nullptr (the default):
+    // every id is "unresolved". Not owned; it must outlive the aggregator. Called under the
+    // aggregator's lock, on the thread that calls add() and expire().
+    void set_cgroup_paths(workload::CgroupPaths* paths);
+
     Snapshot snapshot() const;
     std::size_t series_count() const;
     std::uint64_t series_overflow() const;
@@ -96,6 +102,9 @@ public:
 private:
     std::uint32_t find_or_create(labels::SeriesKey key);
     std::uint16_t intern_group(const std::string& name);
+    std::uint32_t workload_of(std::uint64_t cgroup_id);
+    std::uint32_t intern_workload(const std::string& name);
+    void forget_unused_workloads();
 
     mutable std::mutex mutex_;
     labels::LabelPolicy policy_;
@@ -114,6 +123,15 @@ private:
     std::vector<std::uint64_t> buckets_; // slots_.size() * stride
     std::uint64_t overflow_{0};
     std::unordered_map<std::uint32_t, std::uint32_t> interface_redirects_; // usually empty
+
+    // Workload names are interned: a series key holds a 32-bit id. Ids 1-3 are fixed
+    // ("unknown", "unresolved", "other"); the rest are freed when no series uses them.
+    workload::CgroupPaths* cgroup_paths_{nullptr};
+    std::uint64_t cgroup_paths_generation_{0};
+    std::unordered_map<std::uint64_t, std::uint32_t> workload_cache_; // cgroup id -> workload id
+    std::vector<std::string> workload_names_;                         // id -> name; "" when free
+    std::unordered_map<std::string, std::uint32_t> workload_index_;   // name -> id
+    std::vector<std::uint32_t> free_workload_ids_;
 };
 
 } // namespace flowlat::aggregation

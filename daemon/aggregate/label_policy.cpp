@@ -7,8 +7,8 @@ namespace flowlat::labels {
 
 std::size_t SeriesKeyHash::operator()(const SeriesKey& key) const noexcept
 {
-    // Four 64-bit words, each mixed in with a multiply-xorshift step (from splitmix64).
-    std::uint64_t words[4];
+    // Five 64-bit words, each mixed in with a multiply-xorshift step (from splitmix64).
+    std::uint64_t words[5];
     std::memcpy(words, &key, sizeof(words));
     std::uint64_t h = 0x9e3779b97f4a7c15ull;
     for (std::uint64_t w : words) {
@@ -76,7 +76,8 @@ std::string peer_label(const SeriesKey& key, const std::vector<std::string>& gro
 }
 
 LabelValues render_labels(const SeriesKey& key, const std::vector<std::string>& group_names,
-                          const std::unordered_map<std::uint32_t, std::string>& interfaces)
+                          const std::unordered_map<std::uint32_t, std::string>& interfaces,
+                          const std::vector<std::string>& workload_names)
 {
     LabelValues values;
     const auto it = interfaces.find(key.ifindex);
@@ -85,10 +86,14 @@ LabelValues render_labels(const SeriesKey& key, const std::vector<std::string>& 
     values.family = to_string(key.family);
     values.peer = peer_label(key, group_names);
     values.port = key.port_other ? "other" : std::to_string(key.port);
+    if (key.workload != 0)
+        values.workload = key.workload < workload_names.size() ? workload_names[key.workload]
+                                                                : "workload" + std::to_string(key.workload);
     return values;
 }
 
-LabelPolicy::LabelPolicy(const config::Config& config) : folding_(config.peer_folding)
+LabelPolicy::LabelPolicy(const config::Config& config)
+    : folding_(config.peer_folding), workload_(config.workload, config.workload_include)
 {
     for (const auto& group : config.peer_groups) {
         const auto id = static_cast<std::uint16_t>(group_names_.size());

@@ -2,6 +2,7 @@
 // series key back into label values. The per-event path (classify) does no string work.
 #pragma once
 
+#include "aggregate/workload.hpp"
 #include "config/config.hpp"
 #include "flow/handshake_event.hpp"
 #include "flow/prefix.hpp"
@@ -22,7 +23,7 @@ enum class PeerKind : std::uint8_t {
     other,  // the overflow series (max_series reached)
 };
 
-// One label set of the RTT metrics. 32 bytes, no implicit padding, so the defaulted
+// One label set of the RTT metrics. 40 bytes, no implicit padding, so the defaulted
 // equality and the hash agree byte for byte. Unused fields are zero.
 struct SeriesKey {
     std::uint32_t ifindex{0};
@@ -35,10 +36,13 @@ struct SeriesKey {
     std::uint8_t port_other{0};    // 1: port label is "other"
     std::uint8_t reserved[3]{};
     IpAddress address{}; // masked to prefix_length when peer_kind == prefix
+    // The aggregator's interned workload name; 0: no workload label (workload: none).
+    std::uint32_t workload{0};
+    std::uint8_t reserved_workload[4]{};
 
     friend bool operator==(const SeriesKey&, const SeriesKey&) = default;
 };
-static_assert(sizeof(SeriesKey) == 32);
+static_assert(sizeof(SeriesKey) == 40);
 
 struct SeriesKeyHash {
     std::size_t operator()(const SeriesKey& key) const noexcept;
@@ -51,10 +55,11 @@ struct LabelValues {
     std::string family;
     std::string peer;
     std::string port;
+    std::string workload; // empty: no workload label
 
     friend auto operator<=>(const LabelValues&, const LabelValues&) = default;
 };
-inline constexpr const char* kLabelNames[] = {"interface", "direction", "family", "peer", "port"};
+inline constexpr const char* kLabelNames[] = {"interface", "direction", "family", "peer", "port", "workload"};
 
 // ifindex -> interface name. The daemon sets names on attach; a name stays known after
 // the interface vanishes, so series created before keep their label. Thread safe.
@@ -97,8 +102,10 @@ private:
 // "other" for the overflow series. `group_names` is indexed by SeriesKey::group.
 std::string peer_label(const SeriesKey& key, const std::vector<std::string>& group_names);
 
+// `workload_names` is indexed by SeriesKey::workload (the aggregator's snapshot).
 LabelValues render_labels(const SeriesKey& key, const std::vector<std::string>& group_names,
-                          const std::unordered_map<std::uint32_t, std::string>& interfaces);
+                          const std::unordered_map<std::uint32_t, std::string>& interfaces,
+                          const std::vector<std::string>& workload_names = {});
 
 // Built once per configuration (startup or reload); classify() is const and cheap.
 class LabelPolicy {
@@ -110,6 +117,10 @@ public:
 
     const std::vector<std::string>& group_names() const { return group_names_; }
 
+    // The workload label's mode and include patterns; classify() leaves SeriesKey::workload
+    // 0, the aggregator interns the name (it caches per cgroup id).
+    const workload::Naming& workload_naming() const { return workload_; }
+
 private:
     struct GroupPrefix {
         Prefix prefix; // masked
@@ -120,6 +131,7 @@ private:
     std::vector<std::string> group_names_;
     config::PeerFolding folding_;
     std::bitset<65536> labelled_ports_; // PortSelection::labelled(), precomputed
+    workload::Naming workload_;
 };
 
 } // namespace flowlat::labels

@@ -14,6 +14,7 @@
 #include "export/process_metrics.hpp"
 #include "export/status_page.hpp"
 #include "os/signal_policy.hpp"
+#include "app/cgroup_paths.hpp"
 #include "app/startup.hpp"
 #include "probe/hook_healer.hpp"
 #include "os/systemd_notify.hpp"
@@ -83,6 +84,7 @@ private:
     exposition::OperationalSnapshot operational_snapshot() const;
     std::string status_page(std::string_view query) const;
     std::string status_line() const;
+    void use_cgroup_paths();
 
     cli::Options options_;
     config::Config config_;
@@ -103,6 +105,8 @@ private:
     web::WebConfig web_; // --web.config.file as last loaded
     std::unique_ptr<probe::HookHealer> healer_; // the wanted interfaces whose hooks are down
     std::set<std::string> missing_names_;              // configured names that do not exist now
+    // Names the workload label's cgroup ids; created once a configuration asks for the label.
+    std::unique_ptr<CgroupPathSource> cgroup_paths_;
 
     // Read by HTTP worker threads; written by the event loop thread.
     mutable std::mutex status_mutex_;
@@ -112,6 +116,7 @@ private:
     std::map<std::string, bool> probe_attached_;
     std::vector<std::string> unhealthy_;         // why /healthz says 503
     std::uint64_t flow_table_entries_{0};
+    cgroup::ResolverStats cgroup_stats_;
     bool reload_ok_{true};
     double reload_success_timestamp_{0};
     // For the status page (GET /), also written by the event loop thread.
@@ -192,6 +197,7 @@ int Daemon::run()
     }
     session_ = std::move(session).value();
     healer_ = std::make_unique<probe::HookHealer>(*session_);
+    if (config_.workload != config::WorkloadMode::none) use_cgroup_paths();
 
     auto links = interfaces::LinkWatcher::open();
     if (!links) {
@@ -261,6 +267,14 @@ int Daemon::run()
     return 0;
 }
 
+void Daemon::use_cgroup_paths()
+{
+    if (cgroup_paths_) return;
+    cgroup_paths_ = std::make_unique<CgroupPathSource>();
+    cgroup_paths_->open();
+    aggregator_.set_cgroup_paths(cgroup_paths_.get());
+}
+
 Status Daemon::start_timers()
 {
     if (Status s = loop_->every(std::chrono::seconds(1), [this] { refresh_status(); }); !s) return s;
@@ -278,6 +292,10 @@ Status Daemon::start_timers()
     };
     record_history();
     if (Status s = loop_->every(std::chrono::seconds(5), record_history); !s) return s;
+    // Forgets removed cgroups; the next expire() drops what the aggregator derived from them.
+    if (Status s = loop_->every(std::chrono::seconds(60), [this] { if (cgroup_paths_) cgroup_paths_->refresh(); });
+        !s)
+        return s;
     if (auto interval = systemd::watchdog_interval()) {
         Status armed = loop_->every(*interval, [] { systemd::watchdog_ping(); });
         if (!armed) return Error{"start the systemd watchdog: " + armed.error().what, armed.error().errno_value};
@@ -449,6 +467,7 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
 
     logging::set_level(next.log_level);
     if (auto format = logging::parse_format(next.log_format)) logging::set_format(*format);
+    if (next.workload != config::WorkloadMode::none) use_cgroup_paths();
     aggregator_.set_policy(std::move(next_policy));
     for (const auto& warning : aggregator_.set_settings(aggregation::Settings::from(next)))
         spdlog::warn("{}", warning);
@@ -468,9 +487,11 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
 void Daemon::refresh_status()
 {
     const std::uint64_t entries = session_->flow_table_entries();
+    const cgroup::ResolverStats cgroups = cgroup_paths_ ? cgroup_paths_->stats() : cgroup::ResolverStats{};
     {
         std::lock_guard lock(status_mutex_);
         flow_table_entries_ = entries;
+        cgroup_stats_ = cgroups;
     }
     systemd::status(status_line());
 }
@@ -530,6 +551,8 @@ exposition::OperationalSnapshot Daemon::operational_snapshot() const
     {
         std::lock_guard lock(status_mutex_);
         operational.flow_table_entries = flow_table_entries_;
+        operational.workload_unresolved = cgroup_stats_.unresolved;
+        operational.cgroup_walks = cgroup_stats_.walks;
         for (const auto& [name, attached] : probe_attached_) operational.probes.push_back({name, attached});
         operational.config_reload_ok = reload_ok_;
         operational.config_reload_success_timestamp = reload_success_timestamp_;

@@ -32,15 +32,21 @@ std::string milliseconds(std::uint64_t ns)
 
 } // namespace
 
-std::string format_text(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns)
+std::string format_text(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns,
+                        std::string_view workload)
 {
-    return fmt::format("{} {} {} {} {} rtt={} handshake={} retrans={}", format_timestamp(realtime_ns), interface,
+    return fmt::format("{} {} {} {} {} rtt={} handshake={} retrans={} workload={}", format_timestamp(realtime_ns),
+                       interface,
                        to_string(event.direction), to_string(event.outcome),
                        // The issue's "peer, port": the remote address with the server's port, so
                        // an inbound line names the service, not the client's ephemeral port.
                        format_endpoint(event.family, event.peer, event.server_port()),
                        event.rtt_ns ? milliseconds(*event.rtt_ns) : std::string("-"),
-                       milliseconds(event.handshake_ns), event.retransmits);
+                       milliseconds(event.handshake_ns), event.retransmits,
+                       // A cgroup name may hold any byte but '/' and NUL: quote what would split the line.
+                       workload.find_first_of(" \t\"\\") == std::string_view::npos && !workload.empty()
+                           ? std::string(workload)
+                           : '"' + json::escaped(workload) + '"');
 }
 
 std::string json_escape(std::string_view text)
@@ -48,17 +54,18 @@ std::string json_escape(std::string_view text)
     return json::escaped(text);
 }
 
-std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns)
+std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns,
+                        std::string_view workload)
 {
     return fmt::format(
         "{{\"ts\":\"{}\",\"interface\":\"{}\",\"direction\":\"{}\",\"outcome\":\"{}\",\"family\":\"{}\","
         "\"local\":\"{}\",\"local_port\":{},\"peer\":\"{}\",\"peer_port\":{},\"rtt_ns\":{},"
-        "\"handshake_ns\":{},\"retransmits\":{}}}",
+        "\"handshake_ns\":{},\"retransmits\":{},\"cgroup_id\":{},\"workload\":\"{}\"}}",
         format_timestamp(realtime_ns), json_escape(interface), to_string(event.direction),
         to_string(event.outcome), to_string(event.family), format_address(event.family, event.local),
         event.local_port, format_address(event.family, event.peer), event.peer_port,
         event.rtt_ns ? std::to_string(*event.rtt_ns) : std::string("null"), event.handshake_ns,
-        event.retransmits);
+        event.retransmits, event.cgroup_id, json_escape(workload));
 }
 
 WallClock::WallClock()

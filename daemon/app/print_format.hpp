@@ -17,8 +17,11 @@ std::string format_timestamp(std::uint64_t realtime_ns);
 // "1.2.3.4:80" or "[fd00::1]:443".
 std::string format_endpoint(Family family, const IpAddress& address, std::uint16_t port);
 
-std::string format_text(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns);
-std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns);
+// `workload` is the local socket's cgroup path, "unknown" or "unresolved" (CgroupPathSource::describe).
+std::string format_text(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns,
+                        std::string_view workload);
+std::string format_json(const HandshakeEvent& event, std::string_view interface, std::uint64_t realtime_ns,
+                        std::string_view workload);
 
 std::string json_escape(std::string_view text);
 

@@ -1,6 +1,7 @@
 #include "app/print_mode.hpp"
 
 #include "os/signal_policy.hpp"
+#include "app/cgroup_paths.hpp"
 #include "app/startup.hpp"
 #include "probe/hook_healer.hpp"
 
@@ -114,6 +115,7 @@ int run_print_mode(const cli::Options& options)
 
     const print::PrintMode mode = options.print.value_or(print::PrintMode::text);
     print::WallClock clock;
+    CgroupPathSource cgroup_paths;
     probe::ProbeSession* session_view = nullptr;
     int output_errno = 0; // the first failed write to stdout; nothing is printed after it
     auto output_failed = [&](int err) {
@@ -127,8 +129,10 @@ int run_print_mode(const cli::Options& options)
         for (const auto& event : batch) {
             const std::string name = session_view->interface_name(event.ifindex);
             const std::uint64_t realtime = clock.to_realtime_ns(event.monotonic_ns);
-            const std::string line = mode == print::PrintMode::json ? print::format_json(event, name, realtime)
-                                                                    : print::format_text(event, name, realtime);
+            const std::string workload = cgroup_paths.describe(event.cgroup_id);
+            const std::string line = mode == print::PrintMode::json
+                                         ? print::format_json(event, name, realtime, workload)
+                                         : print::format_text(event, name, realtime, workload);
             if (std::fputs(line.c_str(), stdout) == EOF || std::fputc('\n', stdout) == EOF) {
                 output_failed(errno);
                 return;

@@ -247,6 +247,15 @@ std::optional<std::string> check_log_level(std::string_view level)
     return "unknown log level " + quote(level) + " (expected " + expected + ")";
 }
 
+std::optional<std::string> check_workload_pattern(const std::string& pattern)
+{
+    if (pattern.empty()) return std::string("pattern must not be empty");
+    if (pattern.size() > 256) return "pattern is longer than 256 characters";
+    for (const char c : pattern)
+        if (static_cast<unsigned char>(c) < 0x20) return quote(pattern) + " contains a control character";
+    return std::nullopt;
+}
+
 std::optional<std::string> check_log_format(std::string_view format)
 {
     if (logging::parse_format(format)) return std::nullopt;
@@ -539,6 +548,23 @@ std::optional<std::uint64_t> parse_size(std::string_view text)
     return number * factor;
 }
 
+std::string_view to_string(WorkloadMode mode)
+{
+    switch (mode) {
+    case WorkloadMode::none: return "none";
+    case WorkloadMode::cgroup: return "cgroup";
+    case WorkloadMode::unit: return "unit";
+    }
+    return "none";
+}
+
+std::optional<WorkloadMode> parse_workload_mode(std::string_view text)
+{
+    for (const auto mode : {WorkloadMode::none, WorkloadMode::cgroup, WorkloadMode::unit})
+        if (text == to_string(mode)) return mode;
+    return std::nullopt;
+}
+
 std::vector<Diagnostic> validate(const Config& config)
 {
     std::vector<Diagnostic> out;
@@ -600,6 +626,11 @@ std::vector<Diagnostic> validate(const Config& config)
     if (config.series_ttl.count() < 0) add("series_ttl", "must not be negative (0 means never)");
     if (config.series_ttl > kMaxSeriesTtl)
         add("series_ttl", "must be at most 366d (0 means never), got " + format_duration(config.series_ttl));
+    if (config.workload_include.size() > kMaxWorkloadPatterns)
+        add("workload_include", "must list at most " + std::to_string(kMaxWorkloadPatterns) + " patterns, got " +
+                                    std::to_string(config.workload_include.size()));
+    else
+        check_list(out, source, "workload_include", config.workload_include, check_workload_pattern);
     if (config.handshake_timeout < kMinHandshakeTimeout || config.handshake_timeout > kMaxHandshakeTimeout)
         add("handshake_timeout", "must be between " + format_duration(kMinHandshakeTimeout) + " and " +
                                      format_duration(kMaxHandshakeTimeout) + ", got " +

@@ -79,6 +79,15 @@ struct PortRange {
 PortRange system_ephemeral_range(
     const std::string& path = "/proc/sys/net/ipv4/ip_local_port_range");
 
+// What the `workload` label holds (docs/configuration.md, "workload"): nothing (no label),
+// the cgroup path of the local socket, or the unit, container or pod that path folds to.
+enum class WorkloadMode : std::uint8_t { none, cgroup, unit };
+std::string_view to_string(WorkloadMode mode);
+std::optional<WorkloadMode> parse_workload_mode(std::string_view text);
+
+// Patterns in workload_include, counted together: each is tried on every new workload.
+inline constexpr std::size_t kMaxWorkloadPatterns = 1000;
+
 struct Config {
     std::string source; // file path, or "<embedded default>"
     std::vector<std::string> interfaces; // names or globs; empty: the default route's interfaces
@@ -89,6 +98,8 @@ struct Config {
     PortSelection ports;
     std::size_t max_series{2000};
     std::chrono::seconds series_ttl{3600}; // 0: never expire
+    WorkloadMode workload{WorkloadMode::none};
+    std::vector<std::string> workload_include; // fnmatch(3) patterns; empty: every workload
     std::chrono::milliseconds handshake_timeout{10000};
     std::uint32_t flow_table_size{FLOWLAT_DEFAULT_FLOW_TABLE_SIZE};
     std::uint32_t ring_buffer_size{FLOWLAT_DEFAULT_RING_BUFFER_SIZE};

@@ -421,7 +421,7 @@ void Parser::parse(const YAML::Node& root, Config& config)
     }
     for (const auto& entry : entries(top, {"interfaces", "web", "log", "buckets", "peer_groups",
                                            "peer_prefix", "ports", "max_series", "series_ttl",
-                                           "handshake_timeout", "flow_table_size", "ring_buffer_size"})) {
+                                           "workload", "workload_include", "handshake_timeout", "flow_table_size", "ring_buffer_size"})) {
         const std::string& key = entry.path;
         if (key == "interfaces") {
             parse_strings(entry, config.interfaces);
@@ -447,6 +447,15 @@ void Parser::parse(const YAML::Node& root, Config& config)
                 else
                     config.series_ttl = std::chrono::duration_cast<std::chrono::seconds>(*value);
             }
+        } else if (key == "workload") {
+            if (const auto value = string(entry)) {
+                if (const auto mode = parse_workload_mode(*value))
+                    config.workload = *mode;
+                else
+                    error(entry, "expected none, cgroup or unit, got " + quote(*value));
+            }
+        } else if (key == "workload_include") {
+            parse_strings(entry, config.workload_include);
         } else if (key == "handshake_timeout") {
             if (const auto value = duration(entry)) config.handshake_timeout = *value;
         } else if (key == "flow_table_size") {

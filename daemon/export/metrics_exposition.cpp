@@ -32,7 +32,7 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
     std::vector<labels::LabelValues> values;
     values.reserve(snap.series.size());
     for (const auto& series : snap.series)
-        values.push_back(labels::render_labels(series.key, snap.group_names, names));
+        values.push_back(labels::render_labels(series.key, snap.group_names, names, snap.workload_names));
 
     std::vector<std::size_t> order(snap.series.size());
     std::iota(order.begin(), order.end(), 0);
@@ -239,13 +239,22 @@ private:
 
 // ---- What is exported. The same calls serve every MetricWriter (see metric_writer.hpp).
 
-std::array<Label, 5> series_labels(const labels::LabelValues& v)
+// A series' labels; `workload` only when the workload label is on (it is last).
+struct SeriesLabels {
+    std::array<Label, 6> items;
+    std::size_t count;
+    operator std::span<const Label>() const { return {items.data(), count}; }
+};
+
+SeriesLabels series_labels(const labels::LabelValues& v)
 {
-    return {{{labels::kLabelNames[0], v.interface},
-             {labels::kLabelNames[1], v.direction},
-             {labels::kLabelNames[2], v.family},
-             {labels::kLabelNames[3], v.peer},
-             {labels::kLabelNames[4], v.port}}};
+    return {{{{labels::kLabelNames[0], v.interface},
+              {labels::kLabelNames[1], v.direction},
+              {labels::kLabelNames[2], v.family},
+              {labels::kLabelNames[3], v.peer},
+              {labels::kLabelNames[4], v.port},
+              {labels::kLabelNames[5], v.workload}}},
+            v.workload.empty() ? 5u : 6u};
 }
 
 double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
@@ -370,6 +379,12 @@ constexpr std::array<OperationalValue, 10> kOperationalValues{{
      "drops: not addressed to this host, an invalid IP header, a fragment, a TCP header past the segment, or a "
      "bad checksum. The handshake waits for a valid answer.",
      MetricType::counter, &OperationalSnapshot::answers_rejected},
+    {"flowlat_workload_unresolved_total",
+     "Handshakes whose socket's cgroup id no walk of the cgroup2 tree found (removed before it was looked up, or "
+     "outside the mount); counted under workload=\"unresolved\".",
+     MetricType::counter, &OperationalSnapshot::workload_unresolved},
+    {"flowlat_workload_cgroup_walks_total", "Walks of the cgroup2 tree to name cgroup ids (misses and refreshes).",
+     MetricType::counter, &OperationalSnapshot::cgroup_walks},
 }};
 
 // The standard process_* families (client_golang's process collector).

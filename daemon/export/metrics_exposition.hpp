@@ -42,6 +42,8 @@ struct OperationalSnapshot {
     std::uint64_t handshakes_aborted{0};
     std::uint64_t answers_rejected{0};
     std::uint64_t flow_table_evictions{0};
+    std::uint64_t workload_unresolved{0}; // lookups of a cgroup id that no walk found
+    std::uint64_t cgroup_walks{0};
     std::vector<ProbeState> probes;
     bool config_reload_ok{true};
     double config_reload_success_timestamp{0}; // seconds since the Unix epoch

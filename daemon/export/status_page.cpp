@@ -18,10 +18,19 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // The page renders every label of the label set, in kLabelNames order, so a label added to
 // the set appears as a column by itself. LabelValues has named fields, though: one added
 // there must be listed here too, which this assertion makes a build error, not a silent gap.
-static_assert(std::size(labels::kLabelNames) == 5, "list the new label of LabelValues in label_list()");
+static_assert(std::size(labels::kLabelNames) == 6, "list the new label of LabelValues in label_list()");
 std::vector<std::string> label_list(const labels::LabelValues& v)
 {
-    return {v.interface, v.direction, v.family, v.peer, v.port};
+    return {v.interface, v.direction, v.family, v.peer, v.port, v.workload};
+}
+
+// The workload label exists only with `workload` set; without it the page has no such column.
+std::size_t label_columns(const std::vector<Row>& rows)
+{
+    const bool any_workload = std::any_of(rows.begin(), rows.end(), [](const Row& row) {
+        return !row.labels.back().empty();
+    });
+    return std::size(labels::kLabelNames) - (any_workload ? 0 : 1);
 }
 
 std::string number(double value, const char* format)
@@ -231,7 +240,7 @@ std::vector<Row> build_rows(const aggregation::Snapshot& snapshot,
     rows.reserve(snapshot.series.size());
     for (std::size_t i = 0; i < snapshot.series.size(); ++i) {
         Row row;
-        row.labels = label_list(labels::render_labels(snapshot.series[i].key, snapshot.group_names, interfaces));
+        row.labels = label_list(labels::render_labels(snapshot.series[i].key, snapshot.group_names, interfaces, snapshot.workload_names));
         row.counters = snapshot.series[i];
         const auto buckets = snapshot.rtt_buckets(i);
         row.rtt_buckets.assign(buckets.begin(), buckets.end());
@@ -514,7 +523,8 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
         if (current) h += query.ascending ? " &#9650;" : " &#9660;";
         h += "</a></th>";
     };
-    for (const char* name : labels::kLabelNames) header(name, name, false);
+    const std::size_t columns = label_columns(rows);
+    for (std::size_t l = 0; l < columns; ++l) header(labels::kLabelNames[l], labels::kLabelNames[l], false);
     header("rate", "rate /s", true);
     header("completed", "completed", true);
     header("refused", "refused", true);
@@ -527,7 +537,7 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
     for (std::size_t r = 0; r < shown; ++r) {
         const Row& row = rows[r];
         h += "<tr>";
-        for (std::size_t l = 0; l < row.labels.size(); ++l)
+        for (std::size_t l = 0; l < columns; ++l)
             h += std::string("<td class=\"l-") + labels::kLabelNames[l] + "\">" + html_escape(row.labels[l]) + "</td>";
         const auto& c = row.counters;
         h += "<td class=\"n\" data-v=\"" + number(row.rate, "%.6g") + "\">" + number(row.rate, "%.2f") + "</td>";

@@ -61,6 +61,7 @@ std::optional<HandshakeEvent> decode_event(const void* data, std::size_t size)
     if (raw.flags & FLOWLAT_EVENT_F_RTT_VALID) event.rtt_ns = raw.rtt_ns;
     event.handshake_ns = raw.handshake_ns;
     event.retransmits = raw.retransmits;
+    event.cgroup_id = raw.cgroup_id;
     return event;
 }
 
@@ -81,6 +82,7 @@ flowlat_event encode_event(const HandshakeEvent& event)
     raw.direction = static_cast<std::uint8_t>(event.direction);
     raw.outcome = static_cast<std::uint8_t>(event.outcome);
     raw.flags = event.rtt_ns ? FLOWLAT_EVENT_F_RTT_VALID : 0;
+    raw.cgroup_id = event.cgroup_id;
     return raw;
 }
 

@@ -41,6 +41,8 @@ struct HandshakeEvent {
     std::optional<std::uint64_t> rtt_ns; // empty when Karn's rule leaves it ambiguous
     std::uint64_t handshake_ns{0};
     std::uint16_t retransmits{0};
+    // cgroup v2 id of the local socket; 0 when the packet carried none (unknown workload).
+    std::uint64_t cgroup_id{0};
 
     // The server's port: the peer's for outbound, ours for inbound.
     std::uint16_t server_port() const

@@ -37,6 +37,7 @@ HandshakeEvent timeout_event(const flowlat_flow_key& key, const flowlat_flow& fl
     raw.family = key.family;
     raw.direction = flow.direction;
     raw.outcome = FLOWLAT_OUTCOME_TIMEOUT;
+    raw.cgroup_id = flow.cgroup_id;
     // decode_event validates what the kernel wrote; the same check guards the sweep's records.
     return decode_event(&raw, sizeof(raw)).value_or(HandshakeEvent{});
 }

@@ -547,13 +547,14 @@ def conversation(pkts: Iterable[Packet], local: str, lport: int, peer: str, ppor
 # --------------------------------------------------------------------------- checking
 
 JSON_KEYS = {"ts", "interface", "direction", "outcome", "family", "local", "local_port", "peer",
-             "peer_port", "rtt_ns", "handshake_ns", "retransmits"}
+             "peer_port", "rtt_ns", "handshake_ns", "retransmits", "cgroup_id", "workload"}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 TEXT_RE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (?P<iface>\S+) (?P<direction>outbound|inbound)"
     r" (?P<outcome>completed|refused|timeout)"
     r" (?:\[(?P<peer6>[0-9a-fA-F:.]+)\]|(?P<peer4>\d{1,3}(?:\.\d{1,3}){3})):(?P<port>\d+)"
-    r" rtt=(?:(?P<rtt>\d+\.\d{3})ms|-) handshake=(?P<hs>\d+\.\d{3})ms retrans=(?P<retrans>\d+)$")
+    r" rtt=(?:(?P<rtt>\d+\.\d{3})ms|-) handshake=(?P<hs>\d+\.\d{3})ms retrans=(?P<retrans>\d+)"
+    r" workload=(?P<workload>\S+|\"(?:[^\"\\]|\\.)*\")$")
 
 
 def parse_ts(ts: str) -> int:
@@ -595,6 +596,9 @@ class Checker:
             ok &= self.check(type(ev[k]) is int and ev[k] >= 0, f"{k} is not a non-negative integer: {ev}")
         ok &= self.check(ev["rtt_ns"] is None or (type(ev["rtt_ns"]) is int and ev["rtt_ns"] >= 0),
                          f"rtt_ns is neither null nor a non-negative integer: {ev}")
+        ok &= self.check(type(ev["cgroup_id"]) is int and isinstance(ev["workload"], str) and ev["workload"] != ""
+                         and (ev["cgroup_id"] != 0 or ev["workload"] == "unknown"),
+                         f"bad cgroup_id/workload: {ev}")
         ok &= self.check(isinstance(ev["local"], str) and isinstance(ev["peer"], str)
                          and isinstance(ev["interface"], str), f"bad address/interface types: {ev}")
         return ok

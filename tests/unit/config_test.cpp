@@ -65,6 +65,8 @@ void require_same(const Config& a, const Config& b)
     CHECK(a.ring_buffer_size == b.ring_buffer_size);
     CHECK(a.log_level == b.log_level);
     CHECK(a.log_format == b.log_format);
+    CHECK(a.workload == b.workload);
+    CHECK(a.workload_include == b.workload_include);
 }
 
 Cidr cidr(const char* text)
@@ -142,6 +144,8 @@ TEST_CASE("embedded_default: documented values and valid", "[config]")
     CHECK(config.ring_buffer_size == 1024u * 1024u);
     CHECK(config.log_level == "info");
     CHECK(config.log_format == "logfmt");
+    CHECK(config.workload == WorkloadMode::none);
+    CHECK(config.workload_include.empty());
     CHECK(validate(config).empty());
 }
 
@@ -522,7 +526,7 @@ TEST_CASE("every error, with its position and message", "[config]")
          {"t.yaml:1:1: intrefaces: unknown key (did you mean \"interfaces\"?)"}},
         {"unknown top-level key", "colour: blue\n",
          {"t.yaml:1:1: colour: unknown key (expected one of: interfaces, web, log, buckets, peer_groups, "
-          "peer_prefix, ports, max_series, series_ttl, handshake_timeout, flow_table_size, ring_buffer_size)"}},
+          "peer_prefix, ports, max_series, series_ttl, workload, workload_include, handshake_timeout, flow_table_size, ring_buffer_size)"}},
         {"unknown nested key", "web:\n  listen_address: [\":1\"]\n",
          {"t.yaml:2:3: web.listen_address: unknown key (did you mean \"listen_addresses\"?)"}},
         {"duplicate key", "max_series: 5\nlog: {level: info}\nmax_series: 6\n",
@@ -888,4 +892,30 @@ TEST_CASE("validate: a Config changed after parsing, e.g. by flags", "[config]")
     REQUIRE(validate(fine).size() == 1);
     CHECK(validate(fine)[0].to_string() ==
           "<embedded default>: peer_groups.b[0]: 10.1.2.3/24 has host bits set (did you mean 10.1.2.0/24?)");
+}
+
+TEST_CASE("workload and workload_include", "[config]")
+{
+    CHECK(parse_ok("").workload == WorkloadMode::none);
+    CHECK(parse_ok("workload: cgroup\n").workload == WorkloadMode::cgroup);
+    const Config unit = parse_ok("workload: unit\nworkload_include: [\"*.service\", \"pod*\"]\n");
+    CHECK(unit.workload == WorkloadMode::unit);
+    CHECK(unit.workload_include == std::vector<std::string>{"*.service", "pod*"});
+    CHECK(parse_ok("workload: none\n").workload == WorkloadMode::none);
+
+    CHECK(errors_of("workload: systemd\n") ==
+          std::vector<std::string>{"t.yaml:1:11: workload: expected none, cgroup or unit, got \"systemd\""});
+    CHECK(errors_of("workload: [cgroup]\n").size() == 1);
+    CHECK(errors_of("workload_include: [\"\"]\n") ==
+          std::vector<std::string>{"t.yaml:1:20: workload_include[0]: pattern must not be empty"});
+    CHECK(errors_of("workload_include: [a, a]\n") ==
+          std::vector<std::string>{"t.yaml:1:23: workload_include[1]: duplicate of workload_include[0]"});
+
+    Config many = embedded_default();
+    many.workload_include.assign(kMaxWorkloadPatterns + 1, "x");
+    const auto problems = validate(many);
+    REQUIRE(problems.size() == 1);
+    CHECK(problems[0].key == "workload_include");
+    CHECK(parse_workload_mode("unit") == WorkloadMode::unit);
+    CHECK_FALSE(parse_workload_mode("Unit").has_value());
 }

@@ -57,9 +57,9 @@ TEST_CASE("timestamps are RFC 3339 UTC with microseconds", "[print]")
 TEST_CASE("text lines follow the documented layout", "[print]")
 {
     HandshakeEvent event = outbound_v6();
-    CHECK(print::format_text(event, "eth0", example_realtime_ns) ==
+    CHECK(print::format_text(event, "eth0", example_realtime_ns, "system.slice/nginx.service") ==
           "2026-11-25T10:00:00.123456Z eth0 outbound completed [fd00:db8::1]:443 rtt=12.345ms "
-          "handshake=12.345ms retrans=0");
+          "handshake=12.345ms retrans=0 workload=system.slice/nginx.service");
 
     event.family = Family::ipv4;
     event.peer = v4("198.18.0.2");
@@ -68,9 +68,9 @@ TEST_CASE("text lines follow the documented layout", "[print]")
     event.handshake_ns = 1'002'000'000;
     event.retransmits = 1;
     event.outcome = Outcome::completed;
-    CHECK(print::format_text(event, "veth1", example_realtime_ns) ==
+    CHECK(print::format_text(event, "veth1", example_realtime_ns, "unknown") ==
           "2026-11-25T10:00:00.123456Z veth1 outbound completed 198.18.0.2:80 rtt=- handshake=1002.000ms "
-          "retrans=1");
+          "retrans=1 workload=unknown");
 }
 
 TEST_CASE("an inbound text line shows the client with our server port", "[print]")
@@ -79,9 +79,16 @@ TEST_CASE("an inbound text line shows the client with our server port", "[print]
     event.direction = Direction::inbound;
     event.local_port = 8443;
     event.peer_port = 51234; // the client's ephemeral port: in JSON only
-    CHECK(print::format_text(event, "eth0", example_realtime_ns) ==
+    CHECK(print::format_text(event, "eth0", example_realtime_ns, "/") ==
           "2026-11-25T10:00:00.123456Z eth0 inbound completed [fd00:db8::1]:8443 rtt=12.345ms "
-          "handshake=12.345ms retrans=0");
+          "handshake=12.345ms retrans=0 workload=/");
+}
+
+TEST_CASE("a workload that would split a text line is quoted", "[print]")
+{
+    const auto line = print::format_text(outbound_v6(), "eth0", example_realtime_ns, "my app.slice/x\"y");
+    CHECK_THAT(line, Catch::EndsWith(R"( workload="my app.slice/x\"y")"));
+    CHECK_THAT(print::format_text(outbound_v6(), "eth0", 0, ""), Catch::EndsWith(R"( workload="")"));
 }
 
 TEST_CASE("sub-millisecond values keep microseconds in text mode", "[print]")
@@ -89,7 +96,7 @@ TEST_CASE("sub-millisecond values keep microseconds in text mode", "[print]")
     HandshakeEvent event = outbound_v6();
     event.rtt_ns = 37'319;
     event.handshake_ns = 999;
-    const std::string line = print::format_text(event, "eth0", example_realtime_ns);
+    const std::string line = print::format_text(event, "eth0", example_realtime_ns, "unknown");
     CHECK_THAT(line, Catch::Contains("rtt=0.037ms handshake=0.000ms"));
 }
 
@@ -100,19 +107,21 @@ TEST_CASE("json lines carry exactly the documented keys", "[print]")
     event.outcome = Outcome::refused;
     event.rtt_ns.reset();
     event.retransmits = 2;
-    CHECK(print::format_json(event, "eth0", example_realtime_ns) ==
+    event.cgroup_id = 4242;
+    CHECK(print::format_json(event, "eth0", example_realtime_ns, "a.slice/b\"c.service") ==
           R"({"ts":"2026-11-25T10:00:00.123456Z","interface":"eth0","direction":"inbound","outcome":"refused",)"
           R"("family":"ipv6","local":"fd00::1","local_port":51000,"peer":"fd00:db8::1","peer_port":443,)"
-          R"("rtt_ns":null,"handshake_ns":12345999,"retransmits":2})");
+          R"("rtt_ns":null,"handshake_ns":12345999,"retransmits":2,"cgroup_id":4242,)"
+          R"("workload":"a.slice/b\"c.service"})");
 
     event.rtt_ns = 5;
-    CHECK_THAT(print::format_json(event, "eth0", 0), Catch::Contains(R"("rtt_ns":5,)"));
+    CHECK_THAT(print::format_json(event, "eth0", 0, "unknown"), Catch::Contains(R"("rtt_ns":5,)"));
 }
 
 TEST_CASE("json escapes interface names", "[print]")
 {
     CHECK(print::json_escape("a\"b\\c\n\x01") == "a\\\"b\\\\c\\n\\u0001");
-    const std::string line = print::format_json(outbound_v6(), "we\"ird", 0);
+    const std::string line = print::format_json(outbound_v6(), "we\"ird", 0, "unknown");
     CHECK_THAT(line, Catch::Contains(R"("interface":"we\"ird")"));
 }
 
