@@ -347,7 +347,7 @@ void singles(MetricWriter& w, const std::array<Single<Source, Field>, N>& table,
 
 // The probe's counters and its flow table, in the order they are exported.
 using OperationalValue = Single<OperationalSnapshot, std::uint64_t>;
-constexpr std::array<OperationalValue, 10> kOperationalValues{{
+constexpr std::array<OperationalValue, 12> kOperationalValues{{
     {"flowlat_events_lost_total", "Handshake events the probe could not deliver (ring buffer full).",
      MetricType::counter, &OperationalSnapshot::events_lost},
     {"flowlat_events_malformed_total",

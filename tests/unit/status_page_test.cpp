@@ -144,9 +144,23 @@ TEST_CASE("status page rows sort by any column, slowest and busiest", "[status]"
 
     const auto rows = status::build_rows(snap, kInterfaces, {}, status::parse_query("sort=peer&order=asc"));
     REQUIRE(rows.size() == 3);
-    CHECK(rows[0].labels == std::vector<std::string>{"eth0", "outbound", "ipv4", "group0", "443"});
+    CHECK(rows[0].labels == std::vector<std::string>{"eth0", "outbound", "ipv4", "group0", "443", ""});
     CHECK(rows[2].p50 == Approx(0.055));
     CHECK(rows[2].counters.syn_retransmits == 4);
+}
+
+TEST_CASE("status page has a workload column only when the workload label is on", "[status]")
+{
+    auto snap = snapshot_of({{1, 2, 3, 4, 5}});
+    const std::string without = status::render_page({}, snap, kInterfaces, {}, {});
+    CHECK(without.find("l-workload") == std::string::npos);
+    CHECK(without.find("sort=workload") == std::string::npos);
+
+    snap.workload_names = {"", "system.slice/<nginx>.service"};
+    snap.series[0].key.workload = 1;
+    const std::string with = status::render_page({}, snap, kInterfaces, {}, {});
+    CHECK_THAT(with, Catch::Contains("sort=workload"));
+    CHECK_THAT(with, Catch::Contains("<td class=\"l-workload\">system.slice/&lt;nginx&gt;.service</td>"));
 }
 
 TEST_CASE("status page escapes every label value and the SVG is well formed", "[status]")
@@ -225,7 +239,7 @@ TEST_CASE("history keeps a bounded ring of recent p50 and the rate", "[status]")
     for (int i = 0; i < 200; ++i) history.record(snapshot_of({{10, 0, 20, 0, static_cast<std::uint64_t>(i)}}), 115 + 5 * i);
     CHECK(history.copy().begin()->second.p50.size() == status::History::kIntervals);
     // A series that leaves the snapshot leaves the history.
-    history.record(aggregation::Snapshot{kBounds, {}, {}, {}, 0}, 2000);
+    history.record(aggregation::Snapshot{kBounds, {}, {}, {}, {}, 0}, 2000);
     CHECK(history.copy().empty());
 }
 
