@@ -132,7 +132,7 @@ int main(int argc, char** argv)
 
         http::ServerOptions options;
         options.listen_addresses = {"127.0.0.1:0"};
-        options.metrics = stream;
+        options.metrics = [&](const http::BodyWriter& write, exposition::Format) { stream(write); };
         options.num_threads = 2;
         auto server = http::HttpServer::start(options);
         if (!server) {

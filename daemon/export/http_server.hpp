@@ -2,6 +2,7 @@
 // http_server.cpp: this header names none of its types.
 #pragma once
 
+#include "export/negotiation.hpp"
 #include "export/web_config.hpp"
 #include "os/result.hpp"
 
@@ -49,9 +50,10 @@ struct ServerOptions {
     // "127.0.0.1:0" (port 0: ephemeral), "[::1]:9100" (that IPv6 address only),
     // "host.example:9100" (resolved once, at start, to its first address).
     std::vector<std::string> listen_addresses{":10435"};
-    // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
-    // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
-    std::function<void(const BodyWriter& write)> metrics;
+    // Writes the exposition in `format` (negotiated from the scrape's Accept header) through
+    // `write`, in pieces, on a worker thread. The body is streamed with chunked transfer
+    // encoding, so a scrape never holds the whole body in memory.
+    std::function<void(const BodyWriter& write, exposition::Format format)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
     int num_threads{512};

@@ -138,7 +138,7 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
     std::atomic<bool> healthy{true};
     http::ServerOptions options;
     options.listen_addresses = {"127.0.0.1:0"};
-    options.metrics = [&](const http::BodyWriter& write) {
+    options.metrics = [&](const http::BodyWriter& write, exposition::Format) {
         // Several pieces, as the exposition streams them.
         for (std::size_t at = 0; at < metrics.size(); at += 1000) write(std::string_view(metrics).substr(at, 1000));
     };
@@ -196,7 +196,7 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
 TEST_CASE("HTTP server reports bind failures and bad addresses", "[metrics][http]")
 {
     http::ServerOptions options;
-    options.metrics = [](const http::BodyWriter&) {};
+    options.metrics = [](const http::BodyWriter&, exposition::Format) {};
 
     SECTION("IPv6 loopback and dual stack serve")
     {
@@ -262,7 +262,7 @@ TEST_CASE("a scrape that fails mid-stream breaks its framing; a non-loopback lis
     http::ServerOptions options;
     // Not 127.0.0.1: stopping must wake the listener where it is bound.
     options.listen_addresses = {"127.0.0.2:0"};
-    options.metrics = [](const http::BodyWriter& write) {
+    options.metrics = [](const http::BodyWriter& write, exposition::Format) {
         write("flowlat_series 1\n");
         throw std::runtime_error("renderer failed");
     };
