@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <numeric>
 #include <string_view>
 
@@ -18,9 +19,15 @@ struct Row {
     aggregation::SeriesCounters counters;
     std::vector<std::uint64_t> rtt; // non-cumulative, last is +Inf
     std::vector<std::uint64_t> duration;
-    aggregation::NativeHistogram rtt_native;
-    aggregation::NativeHistogram duration_native;
-    std::vector<aggregation::Exemplar> rtt_exemplars; // per classic RTT bucket
+    // Native buckets and exemplars are read from the snapshot's series `source`; only a row
+    // of several series (rare) gets its own merged copy, so a scrape copies them no second time.
+    std::size_t source{0};
+    struct Merged {
+        aggregation::NativeHistogram rtt_native;
+        aggregation::NativeHistogram duration_native;
+        std::vector<aggregation::Exemplar> rtt_exemplars; // per classic RTT bucket
+    };
+    std::unique_ptr<Merged> merged;
 };
 
 void add_into(std::vector<std::uint64_t>& into, std::span<const std::uint64_t> from)
@@ -45,19 +52,11 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
     for (const std::size_t i : order) {
         const auto& s = snap.series[i];
         if (rows.empty() || rows.back().labels != values[i]) {
-            Row row{std::move(values[i]), s, {}, {}, {}, {}, {}};
+            Row row{std::move(values[i]), s, {}, {}, i, nullptr};
             const auto rtt = snap.rtt_buckets(i);
             const auto dur = snap.duration_buckets(i);
             row.rtt.assign(rtt.begin(), rtt.end());
             row.duration.assign(dur.begin(), dur.end());
-            if (!snap.native.empty()) {
-                row.rtt_native = snap.rtt_native(i);
-                row.duration_native = snap.duration_native(i);
-            }
-            if (!snap.exemplars.empty()) {
-                const auto exemplars = snap.rtt_exemplars(i);
-                row.rtt_exemplars.assign(exemplars.begin(), exemplars.end());
-            }
             rows.push_back(std::move(row));
             continue;
         }
@@ -65,16 +64,20 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
         row.counters.add(s);
         add_into(row.rtt, snap.rtt_buckets(i));
         add_into(row.duration, snap.duration_buckets(i));
-        if (!snap.native.empty()) {
-            row.rtt_native.add(snap.rtt_native(i));
-            row.duration_native.add(snap.duration_native(i));
+        if (!row.merged && !snap.native.empty() && !snap.exemplars.empty()) {
+            row.merged = std::make_unique<Row::Merged>();
+            row.merged->rtt_native = snap.rtt_native(row.source);
+            row.merged->duration_native = snap.duration_native(row.source);
+            const auto first = snap.rtt_exemplars(row.source);
+            row.merged->rtt_exemplars.assign(first.begin(), first.end());
         }
-        if (!snap.exemplars.empty()) {
-            const auto exemplars = snap.rtt_exemplars(i);
-            for (std::size_t b = 0; b < exemplars.size(); ++b)
-                if (!exemplars[b].empty() && aggregation::prefer_exemplar(exemplars[b], row.rtt_exemplars[b]))
-                    row.rtt_exemplars[b] = exemplars[b];
-        }
+        if (!row.merged) continue;
+        row.merged->rtt_native.add(snap.rtt_native(i));
+        row.merged->duration_native.add(snap.duration_native(i));
+        const auto exemplars = snap.rtt_exemplars(i);
+        for (std::size_t b = 0; b < exemplars.size(); ++b)
+            if (!exemplars[b].empty() && aggregation::prefer_exemplar(exemplars[b], row.merged->rtt_exemplars[b]))
+                row.merged->rtt_exemplars[b] = exemplars[b];
     }
     return rows;
 }
@@ -105,22 +108,38 @@ struct Histogram {
     std::vector<std::uint64_t> Row::*buckets;
     std::uint64_t aggregation::SeriesCounters::*count;
     std::uint64_t aggregation::SeriesCounters::*sum_ns;
-    aggregation::NativeHistogram Row::*native;
-    std::vector<aggregation::Exemplar> Row::*exemplars; // nullptr: this histogram keeps none
+    bool rtt; // the RTT histogram (it has exemplars), else the duration one
 };
+
+const aggregation::NativeHistogram& native_of(const Histogram& h, const aggregation::Snapshot& snap, const Row& row)
+{
+    if (row.merged) return h.rtt ? row.merged->rtt_native : row.merged->duration_native;
+    static const aggregation::NativeHistogram none;
+    if (snap.native.size() < 2 * (row.source + 1)) return none; // a snapshot built without them
+    return h.rtt ? snap.rtt_native(row.source) : snap.duration_native(row.source);
+}
+
+std::span<const aggregation::Exemplar> exemplars_of(const Histogram& h, const aggregation::Snapshot& snap,
+                                                    const Row& row)
+{
+    if (!h.rtt) return {};
+    if (row.merged) return row.merged->rtt_exemplars;
+    if (snap.exemplars.size() < (row.source + 1) * (snap.bounds.size() + 1)) return {};
+    return snap.rtt_exemplars(row.source);
+}
 
 constexpr Histogram kRtt{
     "flowlat_handshake_rtt_seconds",
     "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), only when "
     "unambiguous (Karn's rule).",
     &Row::rtt, &aggregation::SeriesCounters::rtt_count, &aggregation::SeriesCounters::rtt_sum_ns,
-    &Row::rtt_native, &Row::rtt_exemplars};
+    true};
 constexpr Histogram kDuration{
     "flowlat_handshake_duration_seconds",
     "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our SYN-ACK "
     "(inbound), completed handshakes only; includes retransmission delays.",
     &Row::duration, &aggregation::SeriesCounters::duration_count, &aggregation::SeriesCounters::duration_sum_ns,
-    &Row::duration_native, nullptr};
+    false};
 
 // Rows with no observation in this histogram are left out of it.
 void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Snapshot& snap,
@@ -131,12 +150,11 @@ void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Sna
         const std::uint64_t count = row.counters.*h.count;
         if (count == 0) continue;
         const auto labels = series_labels(row.labels);
-        const auto& native = row.*h.native;
+        const auto& native = native_of(h, snap, row);
         const bool has_native = native.zero_count > 0 || !native.counts.empty();
-        std::span<const aggregation::Exemplar> exemplars;
-        if (h.exemplars != nullptr) exemplars = row.*h.exemplars;
         w.histogram(labels, HistogramPoint{snap.bounds, row.*h.buckets, count, seconds(row.counters.*h.sum_ns),
-                                           has_native ? &native : nullptr, exemplars, created_seconds(row)});
+                                           has_native ? &native : nullptr, exemplars_of(h, snap, row),
+                                           created_seconds(row)});
     }
 }
 
