@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace flowlat::exposition {
 
@@ -19,7 +20,11 @@ namespace pb = io::prometheus::client;
 struct ProtobufWriter::State {
     pb::MetricFamily header;
     pb::Metric metric;
-    std::string metrics; // the family's serialized field-4 entries
+    // The family's serialized field-4 entries, in pieces of about kPieceBytes: one growing
+    // string would copy the 20 MB RTT family of 10,000 label sets again at every doubling.
+    std::vector<std::string> pieces;
+    std::size_t used{0}; // pieces in use (the rest keep their capacity for the next family)
+    std::size_t bytes{0};
     std::string out;
 };
 
@@ -38,14 +43,25 @@ void append_varint(std::string& out, std::uint64_t n)
 // Field 4 (metric) of MetricFamily, wire type 2 (length-delimited).
 constexpr char kMetricFieldTag = (4 << 3) | 2;
 
-void append_metric(std::string& out, const pb::Metric& metric)
+constexpr std::size_t kPieceBytes = 256 * 1024;
+
+void append_metric(ProtobufWriter::State& st, const pb::Metric& metric)
 {
     const std::size_t size = metric.ByteSizeLong();
+    if (st.used == 0 || st.pieces[st.used - 1].size() >= kPieceBytes) {
+        if (st.used == st.pieces.size()) st.pieces.emplace_back();
+        st.pieces[st.used].clear();
+        st.pieces[st.used].reserve(kPieceBytes + 4096);
+        ++st.used;
+    }
+    std::string& out = st.pieces[st.used - 1];
+    const std::size_t before = out.size();
     out += kMetricFieldTag;
     append_varint(out, size);
     const std::size_t at = out.size();
     out.resize(at + size);
     metric.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data() + at));
+    st.bytes += out.size() - before;
 }
 
 template <typename Labels>
@@ -149,7 +165,7 @@ void ProtobufWriter::value(std::initializer_list<Label> labels, std::span<const 
     } else {
         metric->mutable_gauge()->set_value(v);
     }
-    append_metric(state_->metrics, *metric);
+    append_metric(*state_, *metric);
 }
 
 void ProtobufWriter::histogram(std::span<const Label> labels, const HistogramPoint& point)
@@ -172,24 +188,25 @@ void ProtobufWriter::histogram(std::span<const Label> labels, const HistogramPoi
             set_exemplar(*bucket->mutable_exemplar(), point.exemplars[b]);
     }
     if (point.native != nullptr) set_native(*h, *point.native);
-    append_metric(state_->metrics, *metric);
+    append_metric(*state_, *metric);
 }
 
 void ProtobufWriter::flush_family()
 {
     auto& st = *state_;
-    if (!st.metrics.empty()) {
+    if (st.bytes > 0) {
         // The varint length prefix of a delimited message (as Go's pbutil.WriteDelimited).
         const std::size_t header = st.header.ByteSizeLong();
         st.out.clear();
-        append_varint(st.out, header + st.metrics.size());
+        append_varint(st.out, header + st.bytes);
         const std::size_t at = st.out.size();
         st.out.resize(at + header);
         st.header.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(st.out.data() + at));
         write_(st.out);
-        write_(st.metrics);
+        for (std::size_t i = 0; i < st.used; ++i) write_(st.pieces[i]);
     }
-    st.metrics.clear();
+    st.used = 0;
+    st.bytes = 0;
 }
 
 void ProtobufWriter::finish() { flush_family(); }
