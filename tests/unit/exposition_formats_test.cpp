@@ -13,7 +13,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <sys/wait.h>
@@ -346,7 +345,6 @@ TEST_CASE("exemplars name the slowest recent peer of each RTT bucket", "[metrics
         CHECK(e.timestamp().seconds() == 1'700'000'001); // kUnix + the events' 1 s monotonic
     }
     CHECK(with >= 8);
-    // The 5 ms and 5.1 ms handshakes share the (0.005, 0.01] bucket ... no: 5 ms is <= 0.005.
     // 30 µs, 31 µs and 45 µs share (0.000025, 0.00005]: the slowest, 45 µs (host 4), is kept.
     for (const auto& b : m->histogram().bucket()) {
         if (!b.has_exemplar() || b.upper_bound() < 45e-6 || b.exemplar().value() > 50e-6) continue;
@@ -356,6 +354,32 @@ TEST_CASE("exemplars name the slowest recent peer of each RTT bucket", "[metrics
     }
     // Text 0.0.4 has no exemplars.
     CHECK(render().text.find(" # {") == std::string::npos);
+}
+
+TEST_CASE("series merged by an interface move keep native buckets and the slower exemplar",
+          "[metrics][exemplars][native]")
+{
+    // eth0 (ifindex 2) is re-created as ifindex 3: the old series move onto the new ones.
+    aggregation::Aggregator agg(labels::LabelPolicy(formats_config()),
+                                aggregation::Settings{config::default_buckets(), 2000, std::chrono::seconds(0)});
+    auto slow = event(1, 5432, 40'000); // 40 µs, bucket (25 µs, 50 µs]
+    auto fast = event(2, 5432, 30'000);
+    fast.ifindex = 3;
+    agg.add(std::vector<HandshakeEvent>{slow}, kUnix);
+    agg.add(std::vector<HandshakeEvent>{fast}, kUnix);
+    REQUIRE(agg.series_count() == 2);
+    agg.move_interface(2, 3, true);
+    const auto snap = agg.snapshot();
+    REQUIRE(snap.series.size() == 1);
+    std::uint64_t native = 0;
+    for (const auto c : snap.rtt_native(0).counts) native += c;
+    CHECK(native == 2);
+    const auto exemplars = snap.rtt_exemplars(0);
+    const auto b = aggregation::bucket_index({10'000, 25'000, 50'000}, 40'000);
+    REQUIRE(b == 2);
+    CHECK(exemplars[b].value_ns == 40'000);
+    CHECK(exemplars[b].peer[3] == 1);
+    CHECK(snap.series[0].created_unix_ns == kUnix + 1'000'000'000);
 }
 
 TEST_CASE("exemplars prefer the slowest, until it is no longer recent", "[metrics][exemplars]")
