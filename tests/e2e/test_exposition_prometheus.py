@@ -178,6 +178,16 @@ def body() -> None:
         hi = min(b for b in bounds if b >= truth)
         chk.check(lo < c <= hi, f"port {port}: classic median {c} outside the bucket ({lo}, {hi}] of {truth}")
 
+    # What each server stored of the RTT histogram (docs/metrics.md says 2.42 keeps no classic
+    # buckets of a histogram that arrives with native ones).
+    for p in (native, classic):
+        stored = {name: len(p.query(name))
+                  for name in ("flowlat_handshake_rtt_seconds", "flowlat_handshake_rtt_seconds_bucket")}
+        chk.note(f"{p.name}: series stored: {stored}")
+    chk.check(len(native.query("flowlat_handshake_rtt_seconds_bucket")) == 0 and
+              len(classic.query("flowlat_handshake_rtt_seconds_bucket")) > 0,
+              "the native server stored classic buckets, or the classic one none")
+
     # ------------------------------------------------------------------ exemplars
     peers = {H.PEER[4], H.PEER[6]}
     for p, query in ((native, "flowlat_handshake_rtt_seconds"), (classic, "flowlat_handshake_rtt_seconds_bucket")):
