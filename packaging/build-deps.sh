@@ -20,10 +20,14 @@ build_packages=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
   prometheus-cpp-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libsystemd-dev
   libssl-dev libcrypt-dev dpkg-dev
+  # the protobuf exposition: protoc generates C++ from client_model's metrics.proto
+  libprotobuf-dev protobuf-compiler golang-github-prometheus-client-model-dev
 )
 deb_packages=(debhelper dpkg-dev lintian)
 test_packages=(
   catch2 iproute2 python3 python3-scapy python3-yaml tshark prometheus curl iperf3 hyperfine procps wrk
+  # the OpenMetrics reference parser of the exposition tests
+  python3-prometheus-client
   # the Debian package's test: build, lint, man page rendering, a systemd to boot
   "${deb_packages[@]}" man-db groff-base systemd util-linux
   # the status page's test renders it in headless Chromium (DOM dump and screenshot)

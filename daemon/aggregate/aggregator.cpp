@@ -1,5 +1,7 @@
 #include "aggregate/aggregator.hpp"
 
+#include "os/clock.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -63,6 +65,11 @@ std::span<const std::uint64_t> Snapshot::duration_buckets(std::size_t i) const
     return {buckets.data() + i * stride() + bounds.size() + 1, bounds.size() + 1};
 }
 
+std::span<const Exemplar> Snapshot::rtt_exemplars(std::size_t i) const
+{
+    return {exemplars.data() + i * (bounds.size() + 1), bounds.size() + 1};
+}
+
 std::size_t bucket_index(const std::vector<std::uint64_t>& bounds_ns, std::uint64_t value_ns)
 {
     return static_cast<std::size_t>(
@@ -78,6 +85,8 @@ void SeriesCounters::add(const SeriesCounters& other)
     duration_count += other.duration_count;
     duration_sum_ns += other.duration_sum_ns;
     last_update_ns = std::max(last_update_ns, other.last_update_ns);
+    if (other.created_unix_ns != 0 && (created_unix_ns == 0 || other.created_unix_ns < created_unix_ns))
+        created_unix_ns = other.created_unix_ns;
 }
 
 Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
@@ -85,7 +94,8 @@ Aggregator::Aggregator(labels::LabelPolicy policy, Settings settings)
       bounds_(std::move(settings.buckets)),
       bounds_ns_(to_ns(bounds_)),
       max_series_(settings.max_series),
-      ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull)
+      ttl_ns_(static_cast<std::uint64_t>(settings.series_ttl.count()) * 1'000'000'000ull),
+      native_top_(bounds_.empty() ? 0 : native_top_index(bounds_.back()))
 {
     for (const auto& name : policy_.group_names()) group_ids_.push_back(intern_group(name));
     workload_names_ = {"", std::string(workload::kUnknown), std::string(workload::kUnresolved),
@@ -164,7 +174,7 @@ void Aggregator::set_cgroup_paths(workload::CgroupPaths* paths)
     workload_cache_.clear();
 }
 
-std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
+std::uint32_t Aggregator::find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns)
 {
     auto it = index_.find(key);
     if (it != index_.end()) return it->second;
@@ -186,6 +196,7 @@ std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
     }
 
     const std::size_t stride = 2 * (bounds_.size() + 1);
+    const std::size_t exemplar_stride = bounds_.size() + 1;
     std::uint32_t slot;
     if (!free_slots_.empty()) {
         slot = free_slots_.back();
@@ -193,20 +204,47 @@ std::uint32_t Aggregator::find_or_create(labels::SeriesKey key)
         slots_[slot] = SeriesCounters{};
         live_[slot] = true;
         std::fill_n(buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride), stride, 0);
+        std::fill_n(exemplars_.begin() + static_cast<std::ptrdiff_t>(slot * exemplar_stride), exemplar_stride,
+                    Exemplar{});
+        native_[2 * slot] = NativeHistogram{};
+        native_[2 * slot + 1] = NativeHistogram{};
     } else {
         slot = static_cast<std::uint32_t>(slots_.size());
         slots_.emplace_back();
         live_.push_back(true);
         buckets_.resize(buckets_.size() + stride, 0);
+        exemplars_.resize(exemplars_.size() + exemplar_stride);
+        native_.resize(native_.size() + 2);
     }
     slots_[slot].key = key;
+    slots_[slot].created_unix_ns = now_unix_ns;
     index_.emplace(key, slot);
     return slot;
 }
 
+void Aggregator::observe_native(NativeHistogram& histogram, std::uint64_t ns) const
+{
+    const double seconds = static_cast<double>(ns) / 1e9;
+    if (seconds <= kNativeZeroThreshold) {
+        ++histogram.zero_count;
+        return;
+    }
+    histogram.observe_index(std::min(native_index(seconds), native_top_));
+}
+
 void Aggregator::add(std::span<const HandshakeEvent> events)
 {
+    // Events carry the probe's CLOCK_MONOTONIC; exemplars and _created need the wall clock.
+    // One offset per batch: the two clocks do not drift apart within one.
+    const std::uint64_t unix_now = clock::realtime_ns();
+    const std::uint64_t monotonic_now = clock::monotonic_ns();
+    add(events, unix_now - monotonic_now);
+}
+
+void Aggregator::add(std::span<const HandshakeEvent> events, std::uint64_t unix_minus_monotonic_ns)
+{
     const std::size_t stride = 2 * (bounds_.size() + 1);
+    const std::size_t exemplar_stride = bounds_.size() + 1;
     std::lock_guard lock(mutex_);
     const bool workload_enabled = policy_.workload_naming().enabled();
     for (const auto& event : events) {
@@ -217,7 +255,8 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
             if (const auto it = interface_redirects_.find(key.ifindex); it != interface_redirects_.end())
                 key.ifindex = it->second;
         }
-        const auto slot = find_or_create(key);
+        const std::uint64_t unix_ns = event.monotonic_ns + unix_minus_monotonic_ns;
+        const auto slot = find_or_create(key, unix_ns);
         auto& series = slots_[slot];
         std::uint64_t* buckets = buckets_.data() + slot * stride;
 
@@ -231,7 +270,12 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
         if (event.rtt_ns) {
             ++series.rtt_count;
             series.rtt_sum_ns += *event.rtt_ns;
-            ++buckets[bucket_index(bounds_ns_, *event.rtt_ns)];
+            const std::size_t b = bucket_index(bounds_ns_, *event.rtt_ns);
+            ++buckets[b];
+            observe_native(native_[2 * slot], *event.rtt_ns);
+            const Exemplar candidate{event.peer, *event.rtt_ns, unix_ns, event.peer_port, event.local_port, event.family};
+            Exemplar& current = exemplars_[slot * exemplar_stride + b];
+            if (prefer_exemplar(candidate, current)) current = candidate;
         }
         // Duration observes completed handshakes only: a refusal's SYN-to-RST time and a
         // timeout's configured deadline are different distributions (see docs/metrics.md).
@@ -239,6 +283,7 @@ void Aggregator::add(std::span<const HandshakeEvent> events)
             ++series.duration_count;
             series.duration_sum_ns += event.handshake_ns;
             ++buckets[bounds_.size() + 1 + bucket_index(bounds_ns_, event.handshake_ns)];
+            observe_native(native_[2 * slot + 1], event.handshake_ns);
         }
         series.last_update_ns = std::max(series.last_update_ns, event.monotonic_ns);
     }
@@ -287,9 +332,18 @@ void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redir
             index_.emplace(moved, slot);
             continue;
         }
-        slots_[existing->second].add(slots_[slot]);
+        const std::uint32_t into = existing->second;
+        slots_[into].add(slots_[slot]);
         for (std::size_t i = 0; i < stride; ++i)
-            buckets_[existing->second * stride + i] += buckets_[slot * stride + i];
+            buckets_[into * stride + i] += buckets_[slot * stride + i];
+        const std::size_t exemplar_stride = bounds_.size() + 1;
+        for (std::size_t i = 0; i < exemplar_stride; ++i) {
+            const Exemplar& moved_exemplar = exemplars_[slot * exemplar_stride + i];
+            Exemplar& kept = exemplars_[into * exemplar_stride + i];
+            if (!moved_exemplar.empty() && prefer_exemplar(moved_exemplar, kept)) kept = moved_exemplar;
+        }
+        native_[2 * into].add(native_[2 * slot]);
+        native_[2 * into + 1].add(native_[2 * slot + 1]);
         live_[slot] = false;
         free_slots_.push_back(slot);
     }
@@ -338,14 +392,22 @@ Snapshot Aggregator::snapshot() const
     snap.bounds = bounds_;
     snap.group_names = group_names_;
     snap.workload_names = workload_names_;
+    const std::size_t exemplar_stride = bounds_.size() + 1;
     snap.series_overflow = overflow_;
+    snap.native_top_index = native_top_;
     snap.series.reserve(index_.size());
     snap.buckets.reserve(index_.size() * stride);
+    snap.exemplars.reserve(index_.size() * exemplar_stride);
+    snap.native.reserve(index_.size() * 2);
     for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
         if (!live_[slot]) continue;
         snap.series.push_back(slots_[slot]);
         const auto first = buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride);
         snap.buckets.insert(snap.buckets.end(), first, first + static_cast<std::ptrdiff_t>(stride));
+        const auto exemplar = exemplars_.begin() + static_cast<std::ptrdiff_t>(slot * exemplar_stride);
+        snap.exemplars.insert(snap.exemplars.end(), exemplar, exemplar + static_cast<std::ptrdiff_t>(exemplar_stride));
+        snap.native.push_back(native_[2 * slot]);
+        snap.native.push_back(native_[2 * slot + 1]);
     }
     return snap;
 }
@@ -354,6 +416,19 @@ std::size_t Aggregator::series_count() const
 {
     std::lock_guard lock(mutex_);
     return index_.size();
+}
+
+std::size_t Aggregator::memory_bytes() const
+{
+    std::lock_guard lock(mutex_);
+    std::size_t bytes = slots_.capacity() * sizeof(SeriesCounters) + buckets_.capacity() * sizeof(std::uint64_t) +
+                        exemplars_.capacity() * sizeof(Exemplar) + native_.capacity() * sizeof(NativeHistogram) +
+                        live_.capacity() / 8 + free_slots_.capacity() * sizeof(std::uint32_t);
+    for (const auto& histogram : native_) bytes += histogram.heap_bytes();
+    // An unordered_map node: the pair plus a next pointer and the cached hash; and one bucket pointer.
+    bytes += index_.size() * (sizeof(labels::SeriesKey) + sizeof(std::uint32_t) + 2 * sizeof(void*)) +
+             index_.bucket_count() * sizeof(void*);
+    return bytes;
 }
 
 std::uint64_t Aggregator::series_overflow() const

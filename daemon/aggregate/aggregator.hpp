@@ -6,6 +6,7 @@
 #include "config/config.hpp"
 #include "flow/handshake_event.hpp"
 #include "aggregate/label_policy.hpp"
+#include "aggregate/native_histogram.hpp"
 
 #include <array>
 #include <chrono>
@@ -39,6 +40,7 @@ struct SeriesCounters {
     std::uint64_t duration_count{0};
     std::uint64_t duration_sum_ns{0};
     std::uint64_t last_update_ns{0}; // CLOCK_MONOTONIC of the newest event
+    std::uint64_t created_unix_ns{0}; // wall clock when the series was created (OpenMetrics _created)
 
     // Adds another series' counts (two keys that become one label set); the key stays.
     void add(const SeriesCounters& other);
@@ -52,11 +54,19 @@ struct Snapshot {
     std::vector<SeriesCounters> series;
     // Per series i, non-cumulative: rtt at [i*stride, +bounds+1), then duration. Last is +Inf.
     std::vector<std::uint64_t> buckets;
+    // Per series i: the RTT exemplar of each classic bucket at [i*(bounds+1), +bounds+1).
+    std::vector<Exemplar> exemplars;
+    // Per series i: the native RTT histogram at 2*i, the duration one at 2*i+1.
+    std::vector<NativeHistogram> native;
+    int native_top_index{0};               // the highest native bucket (values above it are counted there)
     std::uint64_t series_overflow{0};      // events folded into peer="other"
 
     std::size_t stride() const { return 2 * (bounds.size() + 1); }
     std::span<const std::uint64_t> rtt_buckets(std::size_t i) const;
     std::span<const std::uint64_t> duration_buckets(std::size_t i) const;
+    std::span<const Exemplar> rtt_exemplars(std::size_t i) const;
+    const NativeHistogram& rtt_native(std::size_t i) const { return native[2 * i]; }
+    const NativeHistogram& duration_native(std::size_t i) const { return native[2 * i + 1]; }
 };
 
 // Index of the bucket a value lands in, with Prometheus `le` semantics: the first bound
@@ -69,6 +79,8 @@ public:
 
     // Counts a batch of events. Not reentrant with itself; safe against snapshot().
     void add(std::span<const HandshakeEvent> events);
+    // The same with the wall clock given (tests): unix time = monotonic_ns + unix_minus_monotonic_ns.
+    void add(std::span<const HandshakeEvent> events, std::uint64_t unix_minus_monotonic_ns);
 
     // Removes series whose newest event is older than now - series_ttl. Returns the number
     // removed. `now_ns` is CLOCK_MONOTONIC, the clock of HandshakeEvent::monotonic_ns.
@@ -97,10 +109,14 @@ public:
 
     Snapshot snapshot() const;
     std::size_t series_count() const;
+    // Bytes the series table holds (slots, classic buckets, exemplars, native buckets and the
+    // key index), for the benchmark's memory-per-label-set figure.
+    std::size_t memory_bytes() const;
     std::uint64_t series_overflow() const;
 
 private:
-    std::uint32_t find_or_create(labels::SeriesKey key);
+    std::uint32_t find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns);
+    void observe_native(NativeHistogram& histogram, std::uint64_t ns) const;
     std::uint16_t intern_group(const std::string& name);
     std::uint32_t workload_of(std::uint64_t cgroup_id);
     std::uint32_t intern_workload(const std::string& name);
@@ -121,6 +137,9 @@ private:
     std::vector<bool> live_;
     std::vector<std::uint32_t> free_slots_;
     std::vector<std::uint64_t> buckets_; // slots_.size() * stride
+    std::vector<Exemplar> exemplars_;    // slots_.size() * (bounds + 1): RTT only
+    std::vector<NativeHistogram> native_; // slots_.size() * 2: RTT, duration
+    int native_top_{0};
     std::uint64_t overflow_{0};
     std::unordered_map<std::uint32_t, std::uint32_t> interface_redirects_; // usually empty
 

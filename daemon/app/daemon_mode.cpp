@@ -78,7 +78,7 @@ private:
     void apply_reload(EffectiveConfig loaded, bool another_follows);
     Status start_http(const std::vector<std::string>& addresses);
     void refresh_status();
-    void write_metrics(const http::BodyWriter& write);
+    void write_metrics(const http::BodyWriter& write, exposition::Format format);
     http::Health health() const;
     http::LandingInfo landing() const;
     exposition::OperationalSnapshot operational_snapshot() const;
@@ -378,7 +378,7 @@ Status Daemon::start_http(const std::vector<std::string>& addresses)
     options.telemetry_path = options_.telemetry_path;
     options.max_requests = options_.max_requests;
     options.web = web_;
-    options.metrics = [this](const http::BodyWriter& write) { write_metrics(write); };
+    options.metrics = [this](const http::BodyWriter& write, exposition::Format format) { write_metrics(write, format); };
     options.health = [this] { return health(); };
     options.landing = [this] { return landing(); };
     options.status_page = [this](std::string_view query) { return status_page(query); };
@@ -496,7 +496,7 @@ void Daemon::refresh_status()
     systemd::status(status_line());
 }
 
-void Daemon::write_metrics(const http::BodyWriter& write)
+void Daemon::write_metrics(const http::BodyWriter& write, exposition::Format format)
 {
     const exposition::OperationalSnapshot operational = operational_snapshot();
     auto process = process::read_process_metrics();
@@ -508,7 +508,7 @@ void Daemon::write_metrics(const http::BodyWriter& write)
     const aggregation::Snapshot series = aggregator_.snapshot();
     const labels::InterfaceNames names(interface_names_.copy());
     topology.unlock();
-    exposition::stream_metrics(write, series, names, operational, process_metrics);
+    exposition::stream_metrics(write, format, series, names, operational, process_metrics);
 }
 
 std::string Daemon::status_page(std::string_view query) const

@@ -242,8 +242,6 @@ std::string gzip_compress(std::string_view data)
 
 namespace {
 
-constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
-
 // Streaming gzip: compresses pieces as they come and sends each filled buffer as one chunk.
 class GzipChunks {
 public:
@@ -497,18 +495,24 @@ struct HttpServer::Impl : public CivetHandler {
         const mg_request_info* request = mg_get_request_info(conn);
         const char* accept = mg_get_header(conn, "Accept-Encoding");
         const bool gzip = accept != nullptr && accepts_gzip(accept);
+        const char* accept_type = mg_get_header(conn, "Accept");
+        const exposition::Format format = exposition::negotiate(accept_type != nullptr ? accept_type : "");
+        const char* content_type = exposition::content_type(format);
+        const auto metrics = [&](const BodyWriter& write) { options.metrics(write, format); };
         const bool head = std::string_view(request->request_method) == "HEAD";
         // HTTP/1.0 has no chunked encoding: those (rare) clients get one buffered body.
         if (std::string_view(request->http_version) == "1.0") {
             std::string body;
-            if (options.metrics) options.metrics([&](std::string_view piece) { body += piece; });
-            send(conn, 200, kMetricsContentType, gzip ? gzip_compress(body) : body, gzip ? "gzip" : nullptr);
+            if (options.metrics) metrics([&](std::string_view piece) { body += piece; });
+            send(conn, 200, content_type, gzip ? gzip_compress(body) : body, gzip ? "gzip" : nullptr,
+                 {{"Vary", "Accept"}});
             return;
         }
         mg_response_header_start(conn, 200);
-        mg_response_header_add(conn, "Content-Type", kMetricsContentType, -1);
+        mg_response_header_add(conn, "Content-Type", content_type, -1);
         if (gzip) mg_response_header_add(conn, "Content-Encoding", "gzip", -1);
         mg_response_header_add(conn, "Vary", "Accept-Encoding", -1);
+        mg_response_header_add(conn, "Vary", "Accept", -1);
         for (const auto& [name, value] : options.web.headers) mg_response_header_add(conn, name.c_str(), value.c_str(), -1);
         if (!head) mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
         mg_response_header_send(conn);
@@ -519,10 +523,10 @@ struct HttpServer::Impl : public CivetHandler {
         }
         if (gzip) {
             GzipChunks compressor(conn);
-            options.metrics([&](std::string_view piece) { compressor.write(piece); });
+            metrics([&](std::string_view piece) { compressor.write(piece); });
             compressor.finish();
         } else {
-            options.metrics([&](std::string_view piece) {
+            metrics([&](std::string_view piece) {
                 if (!piece.empty()) mg_send_chunk(conn, piece.data(), static_cast<unsigned>(piece.size()));
             });
         }

@@ -2,6 +2,7 @@
 // http_server.cpp: this header names none of its types.
 #pragma once
 
+#include "export/negotiation.hpp"
 #include "export/web_config.hpp"
 #include "os/result.hpp"
 
@@ -52,9 +53,10 @@ struct ServerOptions {
     // --web.systemd-socket: listening TCP sockets inherited from systemd, served instead of
     // listen_addresses. The server adopts a duplicate of each and never closes these.
     std::vector<int> inherited_fds;
-    // Writes the text exposition through `write`, in pieces, on a worker thread. The body is
-    // streamed with chunked transfer encoding, so a scrape never holds the whole body in memory.
-    std::function<void(const BodyWriter& write)> metrics;
+    // Writes the exposition in `format` (negotiated from the scrape's Accept header) through
+    // `write`, in pieces, on a worker thread. The body is streamed with chunked transfer
+    // encoding, so a scrape never holds the whole body in memory.
+    std::function<void(const BodyWriter& write, exposition::Format format)> metrics;
     std::function<Health()> health;
     std::function<LandingInfo()> landing;
     // GET / and HEAD /: the status page (export/status_page.hpp), given the query string

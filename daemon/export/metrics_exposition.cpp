@@ -1,11 +1,11 @@
 #include "export/metrics_exposition.hpp"
 #include "export/metric_writer.hpp"
+#include "export/protobuf_writer.hpp"
+#include "export/text_writer.hpp"
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <cmath>
-#include <limits>
+#include <memory>
 #include <numeric>
 #include <string_view>
 
@@ -19,6 +19,15 @@ struct Row {
     aggregation::SeriesCounters counters;
     std::vector<std::uint64_t> rtt; // non-cumulative, last is +Inf
     std::vector<std::uint64_t> duration;
+    // Native buckets and exemplars are read from the snapshot's series `source`; only a row
+    // of several series (rare) gets its own merged copy, so a scrape copies them no second time.
+    std::size_t source{0};
+    struct Merged {
+        aggregation::NativeHistogram rtt_native;
+        aggregation::NativeHistogram duration_native;
+        std::vector<aggregation::Exemplar> rtt_exemplars; // per classic RTT bucket
+    };
+    std::unique_ptr<Merged> merged;
 };
 
 void add_into(std::vector<std::uint64_t>& into, std::span<const std::uint64_t> from)
@@ -43,7 +52,7 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
     for (const std::size_t i : order) {
         const auto& s = snap.series[i];
         if (rows.empty() || rows.back().labels != values[i]) {
-            Row row{std::move(values[i]), s, {}, {}};
+            Row row{std::move(values[i]), s, {}, {}, i, nullptr};
             const auto rtt = snap.rtt_buckets(i);
             const auto dur = snap.duration_buckets(i);
             row.rtt.assign(rtt.begin(), rtt.end());
@@ -55,187 +64,23 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
         row.counters.add(s);
         add_into(row.rtt, snap.rtt_buckets(i));
         add_into(row.duration, snap.duration_buckets(i));
+        if (!row.merged && !snap.native.empty() && !snap.exemplars.empty()) {
+            row.merged = std::make_unique<Row::Merged>();
+            row.merged->rtt_native = snap.rtt_native(row.source);
+            row.merged->duration_native = snap.duration_native(row.source);
+            const auto first = snap.rtt_exemplars(row.source);
+            row.merged->rtt_exemplars.assign(first.begin(), first.end());
+        }
+        if (!row.merged) continue;
+        row.merged->rtt_native.add(snap.rtt_native(i));
+        row.merged->duration_native.add(snap.duration_native(i));
+        const auto exemplars = snap.rtt_exemplars(i);
+        for (std::size_t b = 0; b < exemplars.size(); ++b)
+            if (!exemplars[b].empty() && aggregation::prefer_exemplar(exemplars[b], row.merged->rtt_exemplars[b]))
+                row.merged->rtt_exemplars[b] = exemplars[b];
     }
     return rows;
 }
-
-// The fast path: text written straight into one string. Numbers are formatted as
-// TextSerializer formats them (%.16g, "+Inf"), so both writers produce the same bytes.
-class TextWriter final : public MetricWriter {
-public:
-    explicit TextWriter(std::size_t reserve) { out_.reserve(reserve); }
-    // Streaming: whenever `piece_bytes` have gathered, they go to `write` and the buffer is reused.
-    TextWriter(const std::function<void(std::string_view)>& write, std::size_t piece_bytes)
-        : write_(&write), piece_bytes_(piece_bytes)
-    {
-        out_.reserve(piece_bytes + 64 * 1024);
-    }
-
-    void family(std::string_view name, std::string_view help, MetricType type) override
-    {
-        name_ = name;
-        help_ = help;
-        type_ = type;
-        header_written_ = false;
-    }
-
-    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v) override
-    {
-        header();
-        out_ += name_;
-        label_text_.clear();
-        for (const auto& l : more) append_label(label_text_, l);
-        for (const auto& l : labels) append_label(label_text_, l);
-        if (!label_text_.empty()) {
-            out_ += '{';
-            out_.append(label_text_, 1); // drop the leading ','
-            out_ += '}';
-        }
-        out_ += ' ';
-        append_double(out_, v);
-        out_ += '\n';
-        maybe_flush();
-    }
-
-    void histogram(std::span<const Label> labels, const std::vector<double>& bounds,
-                   const std::vector<std::uint64_t>& counts, std::uint64_t count, double sum) override
-    {
-        header();
-        label_text_.clear();
-        for (const auto& l : labels) append_label(label_text_, l);
-        const std::string_view inner = std::string_view(label_text_).substr(label_text_.empty() ? 0 : 1);
-        sample("_count", inner, [&] { append_uint(out_, count); });
-        sample("_sum", inner, [&] { append_double(out_, sum); });
-        if (le_source_ != bounds) cache_le(bounds);
-        std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b < counts.size(); ++b) {
-            cumulative += counts[b];
-            out_ += name_;
-            out_ += "_bucket{";
-            out_ += inner;
-            if (!inner.empty()) out_ += ',';
-            out_ += le_[b];
-            out_ += "} ";
-            append_uint(out_, cumulative);
-            out_ += '\n';
-        }
-        maybe_flush();
-    }
-
-    std::string finish()
-    {
-        if (write_ == nullptr) return std::move(out_);
-        if (!out_.empty()) (*write_)(out_);
-        out_.clear();
-        return {};
-    }
-
-private:
-    void maybe_flush()
-    {
-        if (write_ == nullptr || out_.size() < piece_bytes_) return;
-        (*write_)(out_);
-        out_.clear();
-    }
-
-    template <typename F>
-    void sample(std::string_view suffix, std::string_view inner, F&& write_value)
-    {
-        out_ += name_;
-        out_ += suffix;
-        if (!inner.empty()) {
-            out_ += '{';
-            out_ += inner;
-            out_ += '}';
-        }
-        out_ += ' ';
-        write_value();
-        out_ += '\n';
-    }
-
-    void header()
-    {
-        if (header_written_) return;
-        header_written_ = true;
-        out_ += "# HELP ";
-        out_ += name_;
-        out_ += ' ';
-        append_escaped(out_, help_, false);
-        out_ += "\n# TYPE ";
-        out_ += name_;
-        out_ += type_ == MetricType::counter ? " counter\n" : type_ == MetricType::gauge ? " gauge\n" : " histogram\n";
-    }
-
-    void cache_le(const std::vector<double>& bounds)
-    {
-        le_source_ = bounds;
-        le_.clear();
-        for (double bound : bounds) {
-            std::string text = "le=\"";
-            append_double(text, bound);
-            le_.push_back(text + '"');
-        }
-        le_.push_back("le=\"+Inf\"");
-    }
-
-    static void append_label(std::string& out, const Label& label)
-    {
-        out += ',';
-        out += label.name;
-        out += "=\"";
-        append_escaped(out, label.value, true);
-        out += '"';
-    }
-
-    // The format's escapes: backslash and newline in HELP text, and '"' too in label values.
-    static void append_escaped(std::string& out, std::string_view text, bool quote)
-    {
-        for (char c : text) {
-            if (c == '\\') {
-                out += "\\\\";
-            } else if (c == '\n') {
-                out += "\\n";
-            } else if (quote && c == '"') {
-                out += "\\\"";
-            } else {
-                out += c;
-            }
-        }
-    }
-
-    static void append_uint(std::string& out, std::uint64_t v)
-    {
-        char buffer[24];
-        const auto end = std::to_chars(buffer, buffer + sizeof(buffer), v).ptr;
-        out.append(buffer, end);
-    }
-
-    static void append_double(std::string& out, double v)
-    {
-        if (std::isnan(v)) {
-            out += "NaN";
-        } else if (std::isinf(v)) {
-            out += v > 0 ? "+Inf" : "-Inf";
-        } else {
-            char buffer[32];
-            const auto end = std::to_chars(buffer, buffer + sizeof(buffer), v, std::chars_format::general,
-                                           std::numeric_limits<double>::max_digits10 - 1)
-                                 .ptr;
-            out.append(buffer, end);
-        }
-    }
-
-    std::string out_;
-    const std::function<void(std::string_view)>* write_{nullptr};
-    std::size_t piece_bytes_{0};
-    std::string_view name_;
-    std::string_view help_;
-    MetricType type_{MetricType::gauge};
-    bool header_written_{false};
-    std::string label_text_;
-    std::vector<double> le_source_;
-    std::vector<std::string> le_;
-};
 
 // ---- What is exported. The same calls serve every MetricWriter (see metric_writer.hpp).
 
@@ -259,6 +104,12 @@ SeriesLabels series_labels(const labels::LabelValues& v)
 
 double seconds(std::uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 
+// Unix seconds of a series' creation, to the millisecond: OpenMetrics' _created.
+double created_seconds(const Row& row)
+{
+    return static_cast<double>(row.counters.created_unix_ns / 1'000'000) / 1e3;
+}
+
 // A histogram family over the rows: where its buckets, count and sum are kept.
 struct Histogram {
     std::string_view name;
@@ -266,18 +117,38 @@ struct Histogram {
     std::vector<std::uint64_t> Row::*buckets;
     std::uint64_t aggregation::SeriesCounters::*count;
     std::uint64_t aggregation::SeriesCounters::*sum_ns;
+    bool rtt; // the RTT histogram (it has exemplars), else the duration one
 };
+
+const aggregation::NativeHistogram& native_of(const Histogram& h, const aggregation::Snapshot& snap, const Row& row)
+{
+    if (row.merged) return h.rtt ? row.merged->rtt_native : row.merged->duration_native;
+    static const aggregation::NativeHistogram none;
+    if (snap.native.size() < 2 * (row.source + 1)) return none; // a snapshot built without them
+    return h.rtt ? snap.rtt_native(row.source) : snap.duration_native(row.source);
+}
+
+std::span<const aggregation::Exemplar> exemplars_of(const Histogram& h, const aggregation::Snapshot& snap,
+                                                    const Row& row)
+{
+    if (!h.rtt) return {};
+    if (row.merged) return row.merged->rtt_exemplars;
+    if (snap.exemplars.size() < (row.source + 1) * (snap.bounds.size() + 1)) return {};
+    return snap.rtt_exemplars(row.source);
+}
 
 constexpr Histogram kRtt{
     "flowlat_handshake_rtt_seconds",
     "Round-trip time of TCP handshakes: SYN to SYN-ACK (outbound) or SYN-ACK to ACK (inbound), only when "
     "unambiguous (Karn's rule).",
-    &Row::rtt, &aggregation::SeriesCounters::rtt_count, &aggregation::SeriesCounters::rtt_sum_ns};
+    &Row::rtt, &aggregation::SeriesCounters::rtt_count, &aggregation::SeriesCounters::rtt_sum_ns,
+    true};
 constexpr Histogram kDuration{
     "flowlat_handshake_duration_seconds",
     "Time from the first SYN to the SYN-ACK that answers it (outbound) or to the client's ACK of our SYN-ACK "
     "(inbound), completed handshakes only; includes retransmission delays.",
-    &Row::duration, &aggregation::SeriesCounters::duration_count, &aggregation::SeriesCounters::duration_sum_ns};
+    &Row::duration, &aggregation::SeriesCounters::duration_count, &aggregation::SeriesCounters::duration_sum_ns,
+    false};
 
 // Rows with no observation in this histogram are left out of it.
 void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Snapshot& snap,
@@ -288,7 +159,11 @@ void write_histogram(MetricWriter& w, const Histogram& h, const aggregation::Sna
         const std::uint64_t count = row.counters.*h.count;
         if (count == 0) continue;
         const auto labels = series_labels(row.labels);
-        w.histogram(labels, snap.bounds, row.*h.buckets, count, seconds(row.counters.*h.sum_ns));
+        const auto& native = native_of(h, snap, row);
+        const bool has_native = native.zero_count > 0 || !native.counts.empty();
+        w.histogram(labels, HistogramPoint{snap.bounds, row.*h.buckets, count, seconds(row.counters.*h.sum_ns),
+                                           has_native ? &native : nullptr, exemplars_of(h, snap, row),
+                                           created_seconds(row)});
     }
 }
 
@@ -302,7 +177,8 @@ void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std:
         const auto labels = series_labels(row.labels);
         for (const Outcome outcome : {Outcome::completed, Outcome::refused, Outcome::timeout, Outcome::unreachable}) {
             w.value({{"outcome", to_string(outcome)}}, labels,
-                    static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(outcome)]));
+                    static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(outcome)]),
+                    created_seconds(row));
         }
     }
 
@@ -320,14 +196,14 @@ void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std:
              "Retransmitted SYNs (outbound) or SYN-ACKs (inbound) in observed handshakes.", MetricType::counter);
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
-        w.value({}, labels, static_cast<double>(row.counters.syn_retransmits));
+        w.value({}, labels, static_cast<double>(row.counters.syn_retransmits), created_seconds(row));
     }
 }
 
 void single(MetricWriter& w, std::string_view name, std::string_view help, MetricType type, double v)
 {
     w.family(name, help, type);
-    w.value({}, {}, v);
+    w.value({}, {}, v, 0);
 }
 
 // A family of one unlabelled sample, read from a field of `Source`.
@@ -413,7 +289,7 @@ void write_operational(MetricWriter& w, const aggregation::Snapshot& snap, const
     singles(w, kOperationalValues, op);
 
     w.family("flowlat_probe_attached", "1 when the probe is attached to the interface, else 0.", MetricType::gauge);
-    for (const auto& probe : op.probes) w.value({{"interface", probe.interface}}, {}, probe.attached ? 1 : 0);
+    for (const auto& probe : op.probes) w.value({{"interface", probe.interface}}, {}, probe.attached ? 1 : 0, 0);
     // Totals that exist even when nothing is wanted: an empty selection removes every
     // flowlat_probe_attached series, and an alert needs a series that says so.
     const auto attached = std::count_if(op.probes.begin(), op.probes.end(), [](const auto& p) { return p.attached; });
@@ -427,7 +303,7 @@ void write_operational(MetricWriter& w, const aggregation::Snapshot& snap, const
     w.value({{"version", op.build.version},
              {"revision", op.build.revision},
              {"libbpf_version", op.build.libbpf_version}},
-            {}, 1);
+            {}, 1, 0);
 
     single(w, "flowlat_config_last_reload_successful", "1 when the last configuration load succeeded, else 0.",
            MetricType::gauge, op.config_reload_ok ? 1 : 0);
@@ -444,6 +320,12 @@ std::size_t estimated_bytes(const aggregation::Snapshot& series)
 
 } // namespace
 
+ExemplarLabels exemplar_labels(const aggregation::Exemplar& exemplar)
+{
+    return {format_address(exemplar.family, exemplar.peer), std::to_string(exemplar.peer_port),
+            std::to_string(exemplar.local_port)};
+}
+
 void write_exposition(MetricWriter& writer, const aggregation::Snapshot& series,
                       const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                       const std::optional<process::ProcessMetrics>& process)
@@ -458,16 +340,41 @@ std::string render_metrics(const aggregation::Snapshot& series, const labels::In
                            const OperationalSnapshot& operational,
                            const std::optional<process::ProcessMetrics>& process)
 {
-    TextWriter writer(estimated_bytes(series));
+    TextWriter writer(TextFlavour::prometheus_0_0_4, estimated_bytes(series));
     write_exposition(writer, series, interfaces, operational, process);
     return writer.finish();
+}
+
+std::string render_metrics(Format format, const aggregation::Snapshot& series,
+                           const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                           const std::optional<process::ProcessMetrics>& process)
+{
+    std::string body;
+    body.reserve(estimated_bytes(series));
+    stream_metrics([&](std::string_view piece) { body += piece; }, format, series, interfaces, operational, process);
+    return body;
 }
 
 void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
                     const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                     const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes)
 {
-    TextWriter writer(write, piece_bytes);
+    stream_metrics(write, Format::text, series, interfaces, operational, process, piece_bytes);
+}
+
+void stream_metrics(const std::function<void(std::string_view)>& write, Format format,
+                    const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,
+                    const OperationalSnapshot& operational, const std::optional<process::ProcessMetrics>& process,
+                    std::size_t piece_bytes)
+{
+    if (format == Format::protobuf) {
+        ProtobufWriter writer(write);
+        write_exposition(writer, series, interfaces, operational, process);
+        writer.finish();
+        return;
+    }
+    TextWriter writer(format == Format::openmetrics ? TextFlavour::openmetrics_1_0 : TextFlavour::prometheus_0_0_4,
+                      write, piece_bytes);
     write_exposition(writer, series, interfaces, operational, process);
     writer.finish();
 }

@@ -1,12 +1,14 @@
 // Metrics exposition: renders an aggregator snapshot, the daemon's operational state and
-// the process metrics as Prometheus text format 0.0.4. The serializer is private to this
-// module; callers only see render_metrics(), a hand-written text writer. What is written is
-// spelt out once, in write_exposition() (metric_writer.hpp), which the unit tests also run
-// through prometheus-cpp's TextSerializer to prove the bytes identical.
+// the process metrics in one of three formats (negotiation.hpp): Prometheus text 0.0.4,
+// OpenMetrics 1.0 text, or delimited protobuf with native histograms. What is written is
+// spelt out once, in write_exposition() (metric_writer.hpp); the writers only say how. The
+// unit tests run it through prometheus-cpp's TextSerializer too, to prove the text 0.0.4
+// bytes identical, and decode the protobuf to compare it with the text.
 #pragma once
 
 #include "aggregate/aggregator.hpp"
 #include "aggregate/label_policy.hpp"
+#include "export/negotiation.hpp"
 #include "export/process_metrics.hpp"
 
 #include <cstdint>
@@ -57,11 +59,21 @@ std::string render_metrics(const aggregation::Snapshot& series,
                            const labels::InterfaceNames& interfaces,
                            const OperationalSnapshot& operational,
                            const std::optional<process::ProcessMetrics>& process);
+// The same in any format (the protobuf one is binary).
+std::string render_metrics(Format format, const aggregation::Snapshot& series,
+                           const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
+                           const std::optional<process::ProcessMetrics>& process);
 
 // The same text, handed to `write` in pieces of about `piece_bytes` as it is produced, so a
 // scrape of 10,000 series never holds its whole (tens of MB) body. What /metrics uses.
 void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
                     const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                     const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes = 64 * 1024);
+// In `format`. A protobuf body goes out one MetricFamily message at a time (a message is
+// written whole, so the largest piece is the RTT histogram family).
+void stream_metrics(const std::function<void(std::string_view)>& write, Format format,
+                    const aggregation::Snapshot& series, const labels::InterfaceNames& interfaces,
+                    const OperationalSnapshot& operational, const std::optional<process::ProcessMetrics>& process,
+                    std::size_t piece_bytes = 64 * 1024);
 
 } // namespace flowlat::exposition

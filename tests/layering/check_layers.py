@@ -28,6 +28,8 @@ THIRD_PARTY = [
     (re.compile(r"<fmt/"), "fmt::fmt"),
     (re.compile(r"<openssl/"), "OpenSSL::SSL"),
     (re.compile(r"<crypt\.h>"), "PkgConfig::LIBCRYPT"),
+    (re.compile(r'[<"]io/prometheus/client/metrics\.pb\.h[>"]'), "flowlat_metrics_proto"),
+    (re.compile(r"<google/protobuf/"), "protobuf::libprotobuf"),
 ]
 INCLUDE = re.compile(r'^\s*#\s*include\s+([<"][^>"]+[>"])', re.M)
 LAYER_CALL = re.compile(r"flowlat_layer\(\s*(\w+)([^)]*)\)", re.S)

@@ -31,7 +31,7 @@ public:
         families_.push_back(std::move(f));
     }
 
-    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v) override
+    void value(std::initializer_list<Label> labels, std::span<const Label> more, double v, double) override
     {
         auto& m = families_.back().metric.emplace_back();
         m.label = to_labels(labels, more);
@@ -42,13 +42,15 @@ public:
         }
     }
 
-    void histogram(std::span<const Label> labels, const std::vector<double>& bounds,
-                   const std::vector<std::uint64_t>& counts, std::uint64_t count, double sum) override
+    // Text 0.0.4 has no created timestamps, exemplars or native buckets: only these are written.
+    void histogram(std::span<const Label> labels, const exposition::HistogramPoint& point) override
     {
+        const auto& bounds = point.bounds;
+        const auto& counts = point.counts;
         auto& m = families_.back().metric.emplace_back();
         m.label = to_labels({}, labels);
-        m.histogram.sample_count = count;
-        m.histogram.sample_sum = sum;
+        m.histogram.sample_count = point.count;
+        m.histogram.sample_sum = point.sum;
         std::uint64_t cumulative = 0;
         for (std::size_t b = 0; b < counts.size(); ++b) {
             cumulative += counts[b];

@@ -138,8 +138,10 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
     std::atomic<bool> healthy{true};
     http::ServerOptions options;
     options.listen_addresses = {"127.0.0.1:0"};
-    options.metrics = [&](const http::BodyWriter& write) {
-        // Several pieces, as the exposition streams them.
+    options.metrics = [&](const http::BodyWriter& write, exposition::Format format) {
+        // Several pieces, as the exposition streams them; the format's name first, so that the
+        // test sees which one the server negotiated.
+        write(exposition::to_string(format));
         for (std::size_t at = 0; at < metrics.size(); at += 1000) write(std::string_view(metrics).substr(at, 1000));
     };
     options.health = [&] { return healthy ? http::Health{} : http::Health{false, "probe detached from eth0"}; };
@@ -159,7 +161,33 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
         CHECK(r.status == 200);
         CHECK(r.headers.at("content-type") == "text/plain; version=0.0.4; charset=utf-8");
         CHECK(r.headers.count("content-encoding") == 0);
-        CHECK(r.body == metrics);
+        CHECK(r.body == "text" + metrics);
+    }
+    // Each format, identity and gzip, with Prometheus 2.42's own Accept headers.
+    const struct {
+        const char* accept;
+        const char* format;
+        const char* content_type;
+    } negotiated[] = {
+        {"Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+         "application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n",
+         "protobuf", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"},
+        {"Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+         "text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n",
+         "openmetrics", "application/openmetrics-text; version=1.0.0; charset=utf-8"},
+        {"Accept: text/plain;version=0.0.4;q=0.5,application/json\r\n", "text",
+         "text/plain; version=0.0.4; charset=utf-8"},
+    };
+    for (const auto& n : negotiated) {
+        INFO(n.accept);
+        auto r = get(port, "/metrics", n.accept);
+        CHECK(r.status == 200);
+        CHECK(r.headers.at("content-type") == n.content_type);
+        CHECK(r.body == n.format + metrics);
+        r = get(port, "/metrics", std::string(n.accept) + "Accept-Encoding: gzip\r\n");
+        CHECK(r.headers.at("content-type") == n.content_type);
+        CHECK(r.headers.at("content-encoding") == "gzip");
+        CHECK(gunzip(r.body) == n.format + metrics);
     }
     { // /metrics gzip
         const auto r = get(port, "/metrics", "Accept-Encoding: deflate, gzip;q=0.8\r\n");
@@ -167,7 +195,7 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
         CHECK(r.headers.at("content-encoding") == "gzip");
         CHECK(r.headers.at("content-type") == "text/plain; version=0.0.4; charset=utf-8");
         CHECK(r.body.size() < metrics.size() / 4);
-        CHECK(gunzip(r.body) == metrics);
+        CHECK(gunzip(r.body) == "text" + metrics);
     }
     { // landing page
         const auto r = get(port, "/");
@@ -196,7 +224,7 @@ TEST_CASE("HTTP server routes, gzip and health", "[metrics][http]")
 TEST_CASE("HTTP server reports bind failures and bad addresses", "[metrics][http]")
 {
     http::ServerOptions options;
-    options.metrics = [](const http::BodyWriter&) {};
+    options.metrics = [](const http::BodyWriter&, exposition::Format) {};
 
     SECTION("IPv6 loopback and dual stack serve")
     {
@@ -262,7 +290,7 @@ TEST_CASE("a scrape that fails mid-stream breaks its framing and a non-loopback 
     http::ServerOptions options;
     // Not 127.0.0.1: stopping must wake the listener where it is bound.
     options.listen_addresses = {"127.0.0.2:0"};
-    options.metrics = [](const http::BodyWriter& write) {
+    options.metrics = [](const http::BodyWriter& write, exposition::Format) {
         write("flowlat_series 1\n");
         throw std::runtime_error("renderer failed");
     };
