@@ -189,7 +189,8 @@ void write_series(MetricWriter& w, const aggregation::Snapshot& snap, const std:
     for (const auto& row : rows) {
         const auto labels = series_labels(row.labels);
         w.value({}, labels,
-                static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)]));
+                static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)]),
+                created_seconds(row));
     }
 
     w.family("flowlat_syn_retransmits_total",

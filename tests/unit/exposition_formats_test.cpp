@@ -442,6 +442,7 @@ TEST_CASE("OpenMetrics output: # EOF, _created, exemplars, and the reference par
     std::istringstream(parsed.output) >> families >> exemplars >> created;
     CHECK(families >= 15);
     CHECK(exemplars >= 16);
-    // Per label set (2): rtt + duration histograms, 3 outcome counters, 1 retransmit counter.
-    CHECK(created == 2 * (2 + 3 + 1));
+    // Per label set (2): rtt + duration histograms, 4 outcome counters, the accept-overflow
+    // and the retransmit counters.
+    CHECK(created == 2 * (2 + 4 + 1 + 1));
 }

@@ -364,7 +364,7 @@ TEST_CASE("inherited listening sockets (--web.systemd-socket) are served and sur
     options.listen_addresses = {"127.0.0.1:1"}; // ignored: the inherited sockets win
     options.inherited_fds = {v4, v6};
     options.num_threads = 2;
-    options.metrics = [](const http::BodyWriter& write) { write("flowlat_x 1\n"); };
+    options.metrics = [](const http::BodyWriter& write, exposition::Format) { write("flowlat_x 1\n"); };
     for (int start = 0; start < 2; ++start) { // a reload restarts the server on the same sockets
         auto r = http::HttpServer::start(options);
         INFO((r.ok() ? std::string() : r.error().message()));
@@ -400,7 +400,7 @@ TEST_CASE("GET / serves the status page with its query and a telemetry path of /
     http::ServerOptions options;
     options.listen_addresses = {"127.0.0.1:0"};
     options.num_threads = 2;
-    options.metrics = [](const http::BodyWriter& write) { write("flowlat_x 1\n"); };
+    options.metrics = [](const http::BodyWriter& write, exposition::Format) { write("flowlat_x 1\n"); };
     options.status_page = [](std::string_view query) {
         std::string page = "<p>status ";
         page += query;

@@ -239,7 +239,9 @@ TEST_CASE("history keeps a bounded ring of recent p50 and the rate", "[status]")
     for (int i = 0; i < 200; ++i) history.record(snapshot_of({{10, 0, 20, 0, static_cast<std::uint64_t>(i)}}), 115 + 5 * i);
     CHECK(history.copy().begin()->second.p50.size() == status::History::kIntervals);
     // A series that leaves the snapshot leaves the history.
-    history.record(aggregation::Snapshot{kBounds, {}, {}, {}, {}, 0}, 2000);
+    aggregation::Snapshot empty;
+    empty.bounds = kBounds;
+    history.record(empty, 2000);
     CHECK(history.copy().empty());
 }
 
