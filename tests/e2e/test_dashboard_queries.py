@@ -35,7 +35,7 @@ PLANS = {5002: R.PortPlan(delay=0.005), 5003: R.PortPlan(action="rst"), 5004: R.
 WARMUP_SECONDS = 20
 # Grafana's built-in interval variables, as it would set them for a short range at 1s scrapes.
 BUILTINS = {"__rate_interval": "15s", "__range": "60s", "__interval": "2s"}
-WANTED_VARIABLES = {"datasource", "instance", "interface", "direction", "peer", "port"}
+WANTED_VARIABLES = {"datasource", "instance", "interface", "direction", "peer", "port", "workload"}
 WANTED_METRICS = {  # what the operators' kit lists, by the metric each panel must read
     "RTT heatmap": "flowlat_handshake_rtt_seconds_bucket",
     "outcome rates": "flowlat_handshakes_total",
@@ -45,8 +45,11 @@ WANTED_METRICS = {  # what the operators' kit lists, by the metric each panel mu
     "series overflow": "flowlat_series_overflow_total",
     "probe attached": "flowlat_probe_attached",
     "scrape duration": "scrape_duration_seconds",
+    "accept-queue overflows": "flowlat_handshake_accept_overflows_total",
+    "flow-table evictions": "flowlat_flow_table_evictions_total",
 }
-CONFIG = "interfaces: [flc0]\nhandshake_timeout: 1s\nlog: {level: info}\n"
+# workload: unit, so that the workload variable and label have values to check.
+CONFIG = "interfaces: [flc0]\nhandshake_timeout: 1s\nworkload: unit\nlog: {level: info}\n"
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\)$", re.S)
 
 
@@ -128,6 +131,7 @@ def check_variables(chk: N.Checker, prom: H.Prometheus, dash: dict, expected: di
         series = prom.api("/api/v1/series", **{"match[]": selector})
         got = {s[m.group(2)] for s in series if m.group(2) in s}
         chk.note(f"variable {v['name']}: {sorted(got)}")
+        chk.check(len(got) > 0, f"variable {v['name']}: no values")
         chk.check(expected[v["name"]] <= got, f"variable {v['name']}: {sorted(got)} lacks {expected[v['name']] - got}")
 
 
@@ -174,11 +178,15 @@ def body() -> None:
 
         check_variables(chk, prom, dash, {
             "instance": {instance}, "interface": {lab.client_if}, "direction": {"outbound"},
-            "peer": {N.PEER_V4, N.PEER_V6}, "port": {str(p) for p in PLANS}})
+            "peer": {N.PEER_V4, N.PEER_V6}, "port": {str(p) for p in PLANS}, "workload": set()})
+        # The driver's own cgroup names the workload; which one depends on how the test runs.
+        workloads = prom.api("/api/v1/label/workload/values")
+        chk.check(len(workloads) > 0, "no workload label values")
         check_queries(chk, prom, exprs, "all", {k: ".*" for k in WANTED_VARIABLES})
         check_queries(chk, prom, exprs, "one of each", {
             "instance": grafana_regex(instance), "interface": grafana_regex(lab.client_if),
-            "direction": "outbound", "peer": grafana_regex(N.PEER_V6), "port": "5002", "datasource": "unused"})
+            "direction": "outbound", "peer": grafana_regex(N.PEER_V6), "port": "5002", "datasource": "unused",
+            "workload": grafana_regex(workloads[0] if workloads else "none")})
 
     prom.close()
     fl.check_clean_exit(chk)
