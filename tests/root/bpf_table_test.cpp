@@ -1203,7 +1203,7 @@ TEST_CASE("traffic that is not a handshake leaves no state and emits nothing", "
     });
 }
 
-TEST_CASE("a full flow table pushes out its oldest pending handshakes; new ones are always tracked", "[root][bpf]")
+TEST_CASE("a full flow table pushes out its oldest pending handshakes, new ones are always tracked", "[root][bpf]")
 {
     ProbeOptions small_table;
     small_table.flow_table_size = 1024;
@@ -1396,7 +1396,7 @@ const Edit no_edit = [](Packet&) {};
 
 } // namespace
 
-TEST_CASE("answers the host's stack drops end nothing; the valid retransmission completes", "[root][bpf]")
+TEST_CASE("answers the host's stack drops end nothing, the valid retransmission completes", "[root][bpf]")
 {
     const auto out = Direction::outbound;
     const auto in = Direction::inbound;

@@ -88,7 +88,7 @@ TEST_CASE("walk: every directory with its inode, files and links skipped, bounde
     CHECK_FALSE(cgroup::walk((t.root / "missing").string()).ok());
 }
 
-TEST_CASE("resolver: a miss walks, at most once per interval; refresh forgets removed ids", "[cgroup]")
+TEST_CASE("resolver: a miss walks, at most once per interval, refresh forgets removed ids", "[cgroup]")
 {
     Tree t;
     const auto a = t.make("a.slice/a.service");

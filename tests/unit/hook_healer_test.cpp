@@ -35,7 +35,7 @@ struct FakeAttach {
 
 } // namespace
 
-TEST_CASE("a failure that repeats is logged once at error level; another one again; recovery once")
+TEST_CASE("a failure that repeats is logged once at error level, another one again, recovery once")
 {
     LogSink log(spdlog::level::debug);
     FakeAttach fake{"a foreign program holds the slot", {}};
@@ -60,7 +60,7 @@ TEST_CASE("a failure that repeats is logged once at error level; another one aga
     CHECK(fake.calls.back() == interfaces::Interface{"eth0", 2});
 }
 
-TEST_CASE("an interface that is not present fails by name; a lost hook logs its recovery")
+TEST_CASE("an interface that is not present fails by name, a lost hook logs its recovery")
 {
     LogSink log(spdlog::level::debug);
     FakeAttach fake;

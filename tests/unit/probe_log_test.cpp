@@ -101,7 +101,7 @@ TEST_CASE("a load failure is one error line followed by the indented tail")
           "    failed to load object 'x'\n");
 }
 
-TEST_CASE("while a capture runs libbpf's warnings reach it, not the log; a success replays them")
+TEST_CASE("while a capture runs libbpf's warnings reach it, not the log, a success replays them")
 {
     probe::route_libbpf_logging();
     LogSink sink;

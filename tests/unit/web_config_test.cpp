@@ -22,7 +22,7 @@ std::string errors_of(const std::string& text)
 
 } // namespace
 
-TEST_CASE("web config: users and headers parse; unknown keys and bad values are errors with file:line", "[web]")
+TEST_CASE("web config: users and headers parse, unknown keys and bad values are errors with file:line", "[web]")
 {
     const auto ok = web::parse_web_config(std::string("basic_auth_users:\n  prom: ") + kHashCost10 +
                                               "\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
