@@ -150,7 +150,7 @@ int main(int argc, char** argv)
             auto process = process::read_process_metrics();
             std::optional<process::ProcessMetrics> pm;
             if (process) pm = process.value();
-            exposition::stream_metrics(write, format, aggregator.snapshot(), names, op, pm);
+            exposition::stream_metrics(write, format, aggregator.snapshot(exposition::snapshot_detail(format)), names, op, pm);
         };
         // Render only: the same stream into a sink that just counts bytes.
         auto render = [&](exposition::Format format) {

@@ -384,8 +384,9 @@ std::vector<std::string> Aggregator::set_settings(const Settings& settings)
     return warnings;
 }
 
-Snapshot Aggregator::snapshot() const
+Snapshot Aggregator::snapshot(Detail detail) const
 {
+    const bool full = detail == Detail::full;
     Snapshot snap;
     std::lock_guard lock(mutex_);
     const std::size_t stride = 2 * (bounds_.size() + 1);
@@ -397,13 +398,16 @@ Snapshot Aggregator::snapshot() const
     snap.native_top_index = native_top_;
     snap.series.reserve(index_.size());
     snap.buckets.reserve(index_.size() * stride);
-    snap.exemplars.reserve(index_.size() * exemplar_stride);
-    snap.native.reserve(index_.size() * 2);
+    if (full) {
+        snap.exemplars.reserve(index_.size() * exemplar_stride);
+        snap.native.reserve(index_.size() * 2);
+    }
     for (std::uint32_t slot = 0; slot < slots_.size(); ++slot) {
         if (!live_[slot]) continue;
         snap.series.push_back(slots_[slot]);
         const auto first = buckets_.begin() + static_cast<std::ptrdiff_t>(slot * stride);
         snap.buckets.insert(snap.buckets.end(), first, first + static_cast<std::ptrdiff_t>(stride));
+        if (!full) continue;
         const auto exemplar = exemplars_.begin() + static_cast<std::ptrdiff_t>(slot * exemplar_stride);
         snap.exemplars.insert(snap.exemplars.end(), exemplar, exemplar + static_cast<std::ptrdiff_t>(exemplar_stride));
         snap.native.push_back(native_[2 * slot]);

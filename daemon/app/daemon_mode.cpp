@@ -286,7 +286,7 @@ Status Daemon::start_timers()
     // seconds count in it.
     auto record_history = [this] {
         std::shared_lock topology(topology_mutex_);
-        const aggregation::Snapshot series = aggregator_.snapshot();
+        const aggregation::Snapshot series = aggregator_.snapshot(aggregation::Aggregator::Detail::counts);
         topology.unlock();
         history_.record(series, static_cast<double>(clock::monotonic_ns()) / 1e9);
     };
@@ -505,7 +505,7 @@ void Daemon::write_metrics(const http::BodyWriter& write, exposition::Format for
     // Series and names from the same instant: a rename between the two copies would label one
     // scrape's counts with the wrong interface, and the next scrape would show them drop.
     std::shared_lock topology(topology_mutex_);
-    const aggregation::Snapshot series = aggregator_.snapshot();
+    const aggregation::Snapshot series = aggregator_.snapshot(exposition::snapshot_detail(format));
     const labels::InterfaceNames names(interface_names_.copy());
     topology.unlock();
     exposition::stream_metrics(write, format, series, names, operational, process_metrics);
@@ -528,7 +528,7 @@ std::string Daemon::status_page(std::string_view query) const
         info.interfaces = interface_states_;
     }
     std::shared_lock topology(topology_mutex_);
-    const aggregation::Snapshot series = aggregator_.snapshot();
+    const aggregation::Snapshot series = aggregator_.snapshot(aggregation::Aggregator::Detail::counts);
     const auto names = interface_names_.copy();
     topology.unlock();
     return status::render_page(info, series, names, history_.copy(), status::parse_query(query));

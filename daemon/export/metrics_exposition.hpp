@@ -69,6 +69,13 @@ std::string render_metrics(Format format, const aggregation::Snapshot& series,
 void stream_metrics(const std::function<void(std::string_view)>& write, const aggregation::Snapshot& series,
                     const labels::InterfaceNames& interfaces, const OperationalSnapshot& operational,
                     const std::optional<process::ProcessMetrics>& process, std::size_t piece_bytes = 64 * 1024);
+// What a scrape in `format` needs of the aggregator: text 0.0.4 carries neither native
+// buckets nor exemplars, so it asks for counts only.
+inline aggregation::Aggregator::Detail snapshot_detail(Format format)
+{
+    return format == Format::text ? aggregation::Aggregator::Detail::counts : aggregation::Aggregator::Detail::full;
+}
+
 // In `format`. A protobuf body goes out one MetricFamily message at a time (a message is
 // written whole, so the largest piece is the RTT histogram family).
 void stream_metrics(const std::function<void(std::string_view)>& write, Format format,

@@ -254,6 +254,24 @@ TEST_CASE("content negotiation follows the Accept header's weights", "[metrics][
     CHECK(std::string(exposition::content_type(Format::openmetrics)).rfind("application/openmetrics-text; version=1.0.0", 0) == 0);
 }
 
+TEST_CASE("a text scrape's counts-only snapshot renders the same text as a full one", "[metrics][exposition]")
+{
+    aggregation::Aggregator agg(labels::LabelPolicy(formats_config()),
+                                aggregation::Settings{config::default_buckets(), 2000, std::chrono::seconds(0)});
+    agg.add(events(), kUnix);
+    labels::InterfaceNames names;
+    names.set(2, "eth0");
+    const auto counts = agg.snapshot(exposition::snapshot_detail(exposition::Format::text));
+    CHECK(counts.native.empty());
+    CHECK(counts.exemplars.empty());
+    const auto full = agg.snapshot(exposition::snapshot_detail(exposition::Format::openmetrics));
+    CHECK(full.native.size() == 2 * full.series.size());
+    CHECK(agg.snapshot(exposition::snapshot_detail(exposition::Format::protobuf)).exemplars.size() ==
+          full.exemplars.size());
+    CHECK(exposition::render_metrics(exposition::Format::text, counts, names, operational(), std::nullopt) ==
+          exposition::render_metrics(exposition::Format::text, full, names, operational(), std::nullopt));
+}
+
 TEST_CASE("the protobuf body decodes into the text body's counts, sums and buckets", "[metrics][exposition][protobuf]")
 {
     const Rendered r = render();
