@@ -85,6 +85,7 @@ private:
     std::string status_page(std::string_view query) const;
     std::string status_line() const;
     void use_cgroup_paths();
+    void name_cgroups(std::span<const HandshakeEvent> batch);
 
     cli::Options options_;
     config::Config config_;
@@ -190,7 +191,10 @@ int Daemon::run()
     instance_lock_ = std::move(instance).value();
 
     auto session = startup::load_probe(probe_options_from(config_), *loop_,
-                                       [this](std::span<const HandshakeEvent> batch) { aggregator_.add(batch); });
+                                       [this](std::span<const HandshakeEvent> batch) {
+                                           name_cgroups(batch);
+                                           aggregator_.add(batch);
+                                       });
     if (!session) {
         startup::report(session.error());
         return 2;
@@ -273,6 +277,20 @@ void Daemon::use_cgroup_paths()
     cgroup_paths_ = std::make_unique<CgroupPathSource>();
     cgroup_paths_->open();
     aggregator_.set_cgroup_paths(cgroup_paths_.get());
+}
+
+// Names a batch's new cgroup ids before aggregator_.add() takes the lock that scrapes wait
+// on: a miss walks the cgroup2 tree (at most once a second), and the aggregator's own
+// lookup then finds the path, or the walk's verdict, without walking again.
+void Daemon::name_cgroups(std::span<const HandshakeEvent> batch)
+{
+    if (!cgroup_paths_ || config_.workload == config::WorkloadMode::none) return;
+    std::uint64_t previous = 0;
+    for (const auto& event : batch) {
+        if (event.cgroup_id == 0 || event.cgroup_id == previous) continue;
+        previous = event.cgroup_id;
+        cgroup_paths_->path(event.cgroup_id);
+    }
 }
 
 Status Daemon::start_timers()
