@@ -2,6 +2,7 @@
 
 #include "config/config.hpp"
 #include "export/basic_auth.hpp"
+#include "export/status_page.hpp"
 #include "os/unique_fd.hpp"
 
 #include <CivetServer.h>
@@ -65,21 +66,6 @@ std::string lower(std::string text)
     std::transform(text.begin(), text.end(), text.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return text;
-}
-
-std::string html_escape(std::string_view text)
-{
-    std::string out;
-    for (char c : text) {
-        switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        default: out += c;
-        }
-    }
-    return out;
 }
 
 bool ipv6_available()
@@ -538,13 +524,13 @@ struct HttpServer::Impl : public CivetHandler {
         const LandingInfo info = options.landing ? options.landing() : LandingInfo{};
         std::string html = "<!DOCTYPE html>\n<html><head><title>flowlatd</title></head><body>\n"
                            "<h1>flowlatd</h1>\n<p>TCP handshake latency exporter, version " +
-                           html_escape(info.version) + "</p>\n<p>Attached interfaces: ";
+                           status::html_escape(info.version) + "</p>\n<p>Attached interfaces: ";
         if (info.interfaces.empty()) html += "none";
         for (std::size_t i = 0; i < info.interfaces.size(); ++i) {
             if (i > 0) html += ", ";
-            html += html_escape(info.interfaces[i]);
+            html += status::html_escape(info.interfaces[i]);
         }
-        html += "</p>\n<p><a href=\"" + html_escape(options.telemetry_path) + "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
+        html += "</p>\n<p><a href=\"" + status::html_escape(options.telemetry_path) + "\">Metrics</a> &middot; <a href=\"/healthz\">Health</a></p>\n"
                 "</body></html>\n";
         return html;
     }

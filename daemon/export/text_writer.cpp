@@ -91,27 +91,21 @@ void TextWriter::value(std::initializer_list<Label> labels, std::span<const Labe
     for (const auto& l : more) append_label(label_text_, l.name, l.value);
     for (const auto& l : labels) append_label(label_text_, l.name, l.value);
     const std::string_view inner = std::string_view(label_text_).substr(label_text_.empty() ? 0 : 1);
-    out_ += name_;
-    if (!inner.empty()) {
-        out_ += '{';
-        out_ += inner;
-        out_ += '}';
-    }
-    out_ += ' ';
-    append_double(out_, v);
-    out_ += '\n';
-    if (flavour_ == TextFlavour::openmetrics_1_0 && type_ == MetricType::counter && created > 0) {
-        out_ += family_name(name_, type_, flavour_);
-        out_ += "_created";
+    auto sample = [&](std::string_view name, std::string_view suffix, double value) {
+        out_ += name;
+        out_ += suffix;
         if (!inner.empty()) {
             out_ += '{';
             out_ += inner;
             out_ += '}';
         }
         out_ += ' ';
-        append_double(out_, created);
+        append_double(out_, value);
         out_ += '\n';
-    }
+    };
+    sample(name_, "", v);
+    if (flavour_ == TextFlavour::openmetrics_1_0 && type_ == MetricType::counter && created > 0)
+        sample(family_name(name_, type_, flavour_), "_created", created);
     maybe_flush();
 }
 
