@@ -337,6 +337,18 @@ void svg_open(std::string& out, const char* cls, int width, int height, std::str
 
 } // namespace
 
+// The base line both SVG charts end with, and the end of the SVG.
+static void close_with_axis(std::string& out, int width, int height)
+{
+    out += "<line x1=\"0\" y1=\"";
+    append_int(out, height * 10);
+    out += "\" x2=\"";
+    append_int(out, width * 10);
+    out += "\" y2=\"";
+    append_int(out, height * 10);
+    out += "\" class=\"axis\"/></svg>";
+}
+
 void histogram_svg(std::string& out, std::span<const double> bounds, std::span<const std::uint64_t> counts)
 {
     constexpr int kWidth = 132, kHeight = 28;
@@ -361,13 +373,7 @@ void histogram_svg(std::string& out, std::span<const double> bounds, std::span<c
             out += "\"/>";
         }
     }
-    out += "<line x1=\"0\" y1=\"";
-    append_int(out, kHeight * 10);
-    out += "\" x2=\"";
-    append_int(out, kWidth * 10);
-    out += "\" y2=\"";
-    append_int(out, kHeight * 10);
-    out += "\" class=\"axis\"/></svg>";
+    close_with_axis(out, kWidth, kHeight);
 }
 
 void sparkline_svg(std::string& out, const std::vector<double>& values, std::size_t slots)
@@ -413,13 +419,7 @@ void sparkline_svg(std::string& out, const std::vector<double>& values, std::siz
             i = end;
         }
     }
-    out += "<line x1=\"0\" y1=\"";
-    append_int(out, kHeight * 10);
-    out += "\" x2=\"";
-    append_int(out, kWidth * 10);
-    out += "\" y2=\"";
-    append_int(out, kHeight * 10);
-    out += "\" class=\"axis\"/></svg>";
+    close_with_axis(out, kWidth, kHeight);
 }
 
 std::string render_page(const PageInfo& info, const aggregation::Snapshot& snapshot,

@@ -118,14 +118,15 @@ void TextWriter::histogram(std::span<const Label> labels, const HistogramPoint& 
     const bool om = flavour_ == TextFlavour::openmetrics_1_0;
     // Text 0.0.4 as prometheus-cpp writes it: count, sum, buckets. OpenMetrics as its
     // reference parser reads a MetricPoint: buckets, count, sum, created.
-    if (!om) {
+    auto count_and_sum = [&] {
         sample("_count", inner, {});
         append_uint(out_, point.count);
         out_ += '\n';
         sample("_sum", inner, {});
         append_double(out_, point.sum);
         out_ += '\n';
-    }
+    };
+    if (!om) count_and_sum();
     if (le_source_ != point.bounds) cache_le(point.bounds);
     std::uint64_t cumulative = 0;
     for (std::size_t b = 0; b < point.counts.size(); ++b) {
@@ -137,12 +138,7 @@ void TextWriter::histogram(std::span<const Label> labels, const HistogramPoint& 
         out_ += '\n';
     }
     if (om) {
-        sample("_count", inner, {});
-        append_uint(out_, point.count);
-        out_ += '\n';
-        sample("_sum", inner, {});
-        append_double(out_, point.sum);
-        out_ += '\n';
+        count_and_sum();
         if (point.created > 0) {
             sample("_created", inner, {});
             append_double(out_, point.created);
