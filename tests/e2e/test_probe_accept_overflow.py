@@ -255,7 +255,7 @@ def daemon_phase(chk: N.Checker) -> None:
                   "daemon: /metrics has no flowlat_handshake_accept_overflows_total")
         got = total("flowlat_handshake_accept_overflows_total", FULL_PORT)
         chk.check(got == run.visible(), f"daemon: flowlat_handshake_accept_overflows_total{{port=\"{FULL_PORT}\"}}"
-                                        f" is {got:.0f}, the capture shows {run.visible()} SYN-ACKs sent again")
+                                        f" is {got:.0f}; the capture shows {run.visible()} handshakes with the SYN-ACK sent again")
         ctl = total("flowlat_handshake_accept_overflows_total", CONTROL_PORT)
         chk.check(ctl == 0, f"daemon: {ctl:.0f} overflows counted on the accepting control listener")
         for port in (FULL_PORT, CONTROL_PORT):
