@@ -1,33 +1,35 @@
 #!/usr/bin/env python3
 """Listen-queue overflow is not a completed handshake (issue 8, part 3), end to end.
 
-In the probed (client) namespace a real listener on port 7100 has a backlog of 1 and never
-calls accept() until the end; net.ipv4.tcp_abort_on_overflow is 0 and syncookies keep the
-default (1). The raw client in the responder namespace (no address there, so its kernel
-never resets the handshakes it opens) drives, per family:
+In the probed (client) namespace real listeners never call accept() until the end:
+port 7100 with a backlog of 1, port 7300 with a backlog of 4; net.ipv4.tcp_abort_on_overflow
+is 0 and syncookies keep the default (1). The raw client in the responder namespace (no
+address there, so its kernel never resets the handshakes it opens) drives each, per family:
 
-1. HELD SYNs, answered at once. Linux (6.18) gives each a request sock while the listener
-   has at most `backlog` of them (inet_csk_reqsk_queue_is_full: qlen > backlog): two.
-2. COOKIE SYNs: the request queue now counts as full, so these get SYN-cookie SYN-ACKs,
-   which have no request sock and so no retransmission timer.
-3. FILLERS handshakes completed at once (cookies as well): they fill the accept queue,
-   which holds backlog + 1 = 2 connections (sk_acceptq_is_full: ack_backlog > backlog).
+1. `held` SYNs, answered at once. Linux (6.18) gives each a request sock while the
+   listener has at most `backlog` of them (inet_csk_reqsk_queue_is_full: qlen > backlog).
+2. `cookie` SYNs (port 7100 only): the request queue now counts as full, so these get
+   SYN-cookie SYN-ACKs, which have no request sock and so no retransmission timer.
+3. `fillers` handshakes completed at once (on 7100 cookies too): they fill the accept
+   queue, which holds backlog + 1 connections (sk_acceptq_is_full: ack_backlog > backlog).
    The test waits until the listener shows them queued (TCP_INFO tcpi_unacked, what ss
    prints as Recv-Q).
-4. The final ACKs of the HELD and COOKIE handshakes, back to back. The listener drops them
+4. The final ACKs of the held and cookie handshakes, back to back. The listener drops them
    all (TcpExtListenOverflows). A held one keeps its request sock, marked acked, and its
    timer sends our SYN-ACK again with the same sequence number ~1 s and ~3 s after the
    first: the probe sees that and reports an accept-queue overflow. A cookie one leaves
    nothing behind and nothing is sent again: invisible to the probe (docs/metrics.md).
+   On 7300 no cookie is involved, so every overflow there must be seen.
 
-A control listener on port 7200 with a backlog of 128 that accepts gets the same treatment
+A control listener on port 7200 with a backlog of 128 that accepts gets the 7100 treatment
 and must show no overflow at all. Ground truth, checked before flowlatd is judged: the
-kernel's counters (ListenOverflows, ListenDrops, SyncookiesSent), what the full listener's
-queue held (accept()ed at the end), and dumpcap on the probed veth (which conversations
-had our SYN-ACK sent again after the client's final ACK). flowlatd --print=json must print
-"completed" then "accept_overflow" for exactly the handshakes the capture shows a SYN-ACK
-retransmitted after the ACK, and "completed" alone for every other one (queued, cookie,
-control); the daemon must count the same in flowlat_handshake_accept_overflows_total.
+kernel's counters (ListenOverflows, ListenDrops, SyncookiesSent/Recv), what each
+never-accepting listener's queue held (accept()ed at the end), and dumpcap on the probed
+veth (which conversations had our SYN-ACK sent again after the client's final ACK).
+flowlatd --print=json must print "completed" then "accept_overflow" for exactly the
+handshakes the capture shows a SYN-ACK sent again after the ACK, and "completed" alone for
+every other one (queued, cookie, control); the daemon must count the same per port in
+flowlat_handshake_accept_overflows_total.
 """
 from __future__ import annotations
 
@@ -35,15 +37,31 @@ import json
 import socket
 import struct
 import time
+from dataclasses import dataclass
 
 import daemon_harness as H
 import netlab as N
 import packets as P
 import responder as R
 
-FULL_PORT, CONTROL_PORT = 7100, 7200
-HELD, COOKIE, FILLERS = 2, 1, 2
-PER_FAMILY = HELD + COOKIE + FILLERS
+
+@dataclass(frozen=True)
+class Plan:
+    backlog: int  # 0: the accepting control listener (backlog 128)
+    held: int
+    cookie: int
+    fillers: int
+
+    @property
+    def handshakes(self) -> int:
+        return self.held + self.cookie + self.fillers
+
+
+FULL_PORT, BIG_PORT, CONTROL_PORT = 7100, 7300, 7200
+PLANS = {FULL_PORT: Plan(backlog=1, held=2, cookie=1, fillers=2),
+         BIG_PORT: Plan(backlog=4, held=3, cookie=0, fillers=5),
+         CONTROL_PORT: Plan(backlog=0, held=2, cookie=1, fillers=2)}
+NEVER_ACCEPT = (FULL_PORT, BIG_PORT)
 FAMILIES = (4, 6)
 # After the last final ACK: past the SYN-ACK retransmissions at ~1 s and ~3 s after the
 # first SYN-ACK, so that each overflowed handshake is seen sent again twice (reported once).
@@ -69,15 +87,15 @@ def accept_queue(s: socket.socket) -> tuple[int, int]:
 
 
 class NeverAccepts:
-    """A listener with backlog 1 on both families that nobody accept()s until drain()."""
+    """A listener on both families that nobody accept()s until drain()."""
 
-    def __init__(self, lab: N.Lab, port: int):
+    def __init__(self, lab: N.Lab, port: int, backlog: int):
         self.socks = {}
         for family in FAMILIES:
             s = lab.client_socket(family)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((N.ADDRS[family][0], port))
-            s.listen(1)
+            s.listen(backlog)
             self.socks[family] = s
         N._open_resources.append(self)
 
@@ -87,7 +105,7 @@ class NeverAccepts:
         deadline = time.monotonic() + timeout
         while (got := accept_queue(self.socks[family])[0]) != want:
             if time.monotonic() > deadline:
-                N.fail_hard(f"harness: the backlog-1 listener holds {got} connections, want {want}")
+                N.fail_hard(f"harness: a never-accepting listener holds {got} connections, want {want}")
             time.sleep(0.005)
 
     def drain(self, family: int) -> set[int]:
@@ -114,9 +132,11 @@ def final_ack(client: R.RawClient, h: R.ClientHandshake) -> None:
     client._tx.send(client._frame(h, h.isn + 1, h.server_isn + 1, P.ACK))
 
 
-def open_handshakes(client: R.RawClient, full: NeverAccepts, family: int, port: int) -> dict[str, list]:
+def open_handshakes(client: R.RawClient, never: dict[int, NeverAccepts], family: int,
+                    port: int) -> dict[str, list]:
     """Steps 1 to 4 of the module docstring towards one listener; the handshakes by role."""
     server, me = N.ADDRS[family]
+    plan = PLANS[port]
     roles: dict[str, list] = {"held": [], "cookie": [], "filler": []}
 
     def syn(role: str, complete: bool) -> None:
@@ -126,51 +146,51 @@ def open_handshakes(client: R.RawClient, full: NeverAccepts, family: int, port: 
             N.fail_hard(f"harness: {role} SYN to [{server}]:{port} gave {h.result}")
         roles[role].append(h)
 
-    for _ in range(HELD):
+    for _ in range(plan.held):
         syn("held", False)
-    for _ in range(COOKIE):
+    for _ in range(plan.cookie):
         syn("cookie", False)
-    for _ in range(FILLERS):
+    for _ in range(plan.fillers):
         syn("filler", True)
-    if port == FULL_PORT:
-        full.wait_queued(family, FILLERS)
+    if port in never:
+        never[port].wait_queued(family, plan.fillers)
     for h in roles["held"] + roles["cookie"]:
-        final_ack(client, h)
+        client._tx.send(client._frame(h, h.isn + 1, h.server_isn + 1, P.ACK))
     return roles
 
 
-def setup(lab: N.Lab) -> tuple[R.RawClient, NeverAccepts, N.Capture]:
+def setup(lab: N.Lab) -> tuple[R.RawClient, dict[int, NeverAccepts], N.Capture]:
     N.Lab.sysctl(lab.client_ns, "net.ipv4.tcp_abort_on_overflow", "0")
     N.Lab.sysctl(lab.client_ns, "net.ipv4.tcp_syncookies", "1")
-    full = NeverAccepts(lab, FULL_PORT)
+    never = {port: NeverAccepts(lab, port, PLANS[port].backlog) for port in NEVER_ACCEPT}
     N.Listener(lab, CONTROL_PORT)
     with N.netns(lab.peer_ns):
         sock = R.open_packet_socket(lab.peer_if)
     client = R.RawClient(sock, lab.peer_mac, lab.client_mac)
     N._open_resources.append(client)
     cap = N.Capture(lab, lab.client_ns, lab.client_if)
-    return client, full, cap
+    return client, never, cap
 
 
 class Run:
-    """One drive of both listeners in both families, with its ground truth."""
+    """One drive of every listener in both families, with its ground truth."""
 
-    def __init__(self, lab: N.Lab, client: R.RawClient, full: NeverAccepts, cap: N.Capture):
+    def __init__(self, lab: N.Lab, client: R.RawClient, never: dict[int, NeverAccepts], cap: N.Capture):
         before = tcp_ext(lab.client_ns)
         self.roles: list[tuple[str, R.ClientHandshake]] = []
         for family in FAMILIES:
-            for port in (FULL_PORT, CONTROL_PORT):
-                for role, hs in open_handshakes(client, full, family, port).items():
+            for port in PLANS:
+                for role, hs in open_handshakes(client, never, family, port).items():
                     self.roles += [(role, h) for h in hs]
         time.sleep(WAIT)
         after = tcp_ext(lab.client_ns)
         self.kernel = {k: after.get(k, 0) - before.get(k, 0) for k in KERNEL_COUNTERS}
-        self.queued = {family: full.drain(family) for family in FAMILIES}
+        self.queued = {(port, family): never[port].drain(family) for port in NEVER_ACCEPT for family in FAMILIES}
         for _, h in self.roles:
             client.reset(h)
         pkts = cap.packets()
         # Per handshake: our SYN-ACKs with its first one's sequence number sent after the
-        # client's final ACK reached the probed veth.
+        # client's final ACK reached the probed veth (-1: no final ACK in the capture).
         self.resent: dict[int, int] = {}
         for _, h in self.roles:
             conv = N.conversation(pkts, h.dst, h.dport, h.src, h.sport)
@@ -181,44 +201,50 @@ class Run:
 
     def check_ground_truth(self, chk: N.Checker, tag: str) -> None:
         """The kernel did what the module docstring says, or the test proves nothing."""
-        fams = len(FAMILIES)
-        for family in FAMILIES:
-            fillers = {h.sport for role, h in self.roles if role == "filler" and h.dport == FULL_PORT
+        for (port, family), queued in self.queued.items():
+            fillers = {h.sport for role, h in self.roles if role == "filler" and h.dport == port
                        and h.family == family}
-            chk.check(self.queued[family] == fillers,
-                      f"{tag} harness: ipv{family} accept queue held ports {sorted(self.queued[family])},"
-                      f" want the fillers {sorted(fillers)}")
-        want = {"ListenOverflows": fams * (HELD + COOKIE), "ListenDrops": fams * (HELD + COOKIE),
-                "SyncookiesSent": fams * (COOKIE + FILLERS),
-                # a valid cookie ACK is counted before the queue is found full
-                "SyncookiesRecv": fams * (COOKIE + FILLERS)}
+            chk.check(queued == fillers, f"{tag} harness: ipv{family} port {port} accept queue held ports"
+                                         f" {sorted(queued)}, want the fillers {sorted(fillers)}")
+        fams = len(FAMILIES)
+        dropped = fams * sum(PLANS[p].held + PLANS[p].cookie for p in NEVER_ACCEPT)
+        cookies = fams * (PLANS[FULL_PORT].cookie + PLANS[FULL_PORT].fillers)
+        # A valid cookie ACK is counted (SyncookiesRecv) before the queue is found full.
+        want = {"ListenOverflows": dropped, "ListenDrops": dropped, "SyncookiesSent": cookies,
+                "SyncookiesRecv": cookies}
         chk.check(self.kernel == want, f"{tag} harness: kernel counters {self.kernel}, want {want}")
         for role, h in self.roles:
             n = self.resent[h.sport]
-            if role == "held" and h.dport == FULL_PORT:
-                chk.check(n >= 2, f"{tag} harness: {N.FAMILY_NAME[h.family]} :{h.sport} (held) had {n} SYN-ACKs"
-                                  f" sent again after its final ACK in the capture, want 2 (at ~1 s and ~3 s)")
+            what = f"{tag} harness: {N.FAMILY_NAME[h.family]} port {h.dport} :{h.sport} ({role}) had {n}"
+            if role == "held" and h.dport in NEVER_ACCEPT:
+                chk.check(n >= 2, f"{what} SYN-ACKs sent again after its final ACK in the capture,"
+                                  f" want 2 (at ~1 s and ~3 s)")
             else:
-                chk.check(n == 0, f"{tag} harness: {N.FAMILY_NAME[h.family]} port {h.dport} :{h.sport} ({role})"
-                                  f" had {n} SYN-ACKs sent again after its final ACK, want 0")
-        chk.note(f"{tag}: kernel {self.kernel}; capture: {self.visible()} handshakes with the SYN-ACK sent"
-                 f" again after the final ACK, {sum(self.resent.values())} such SYN-ACKs")
+                chk.check(n == 0, f"{what} SYN-ACKs sent again after its final ACK, want 0")
+        chk.note(f"{tag}: kernel {self.kernel}; capture: {self.visible(FULL_PORT)} + {self.visible(BIG_PORT)}"
+                 f" handshakes with the SYN-ACK sent again after the final ACK (ports {FULL_PORT} + {BIG_PORT}),"
+                 f" {sum(n for n in self.resent.values() if n > 0)} such SYN-ACKs")
 
     def overflowed(self, sport: int) -> bool:
         """The ground truth flowlatd is judged by: the capture, not the role."""
         return self.resent[sport] > 0
 
-    def visible(self, port: int = FULL_PORT) -> int:
+    def dropped(self, port: int) -> int:
+        """Final ACKs the kernel dropped on a never-accepting listener: its handshakes that
+        are not in its queue (their sum is checked against ListenOverflows)."""
+        return sum(1 for _, h in self.roles if h.dport == port and h.sport not in self.queued[(port, h.family)])
+
+    def visible(self, port: int) -> int:
         return sum(1 for _, h in self.roles if h.dport == port and self.overflowed(h.sport))
 
 
 def print_phase(chk: N.Checker) -> None:
     lab = N.Lab("ovf")
     try:
-        client, full, cap = setup(lab)
+        client, never, cap = setup(lab)
         fl = N.Flowlatd(lab, ["--interface", lab.client_if, "--print=json"])
         fl.wait_ready()
-        run = Run(lab, client, full, cap)
+        run = Run(lab, client, never, cap)
         rc = fl.stop()
         chk.check(rc == 0, f"flowlatd exit code after SIGTERM: {rc}\n{fl.stderr_text()}")
         run.check_ground_truth(chk, "print")
@@ -231,8 +257,8 @@ def print_phase(chk: N.Checker) -> None:
             chk.check(got == want, f"print: port {h.dport} {key} ({role}): want the lines {want}, got {got}")
         printed = sum(1 for ev in lines if ev.get("outcome") == "accept_overflow")
         chk.note(f"print: {len(run.roles)} handshakes, {printed} accept_overflow lines; the kernel dropped"
-                 f" {run.kernel['ListenOverflows']} final ACKs, {run.visible()} of them with a request sock"
-                 f" (the rest were SYN-cookie handshakes: invisible)")
+                 f" {run.kernel['ListenOverflows']} final ACKs, {run.dropped(FULL_PORT) - run.visible(FULL_PORT)}"
+                 f" of them of SYN-cookie handshakes (invisible)")
     finally:
         lab.close()
 
@@ -240,11 +266,11 @@ def print_phase(chk: N.Checker) -> None:
 def daemon_phase(chk: N.Checker) -> None:
     lab = N.Lab("ovfd")
     try:
-        client, full, cap = setup(lab)
+        client, never, cap = setup(lab)
         cfg = H.write_file(lab, "flowlatd.yaml", f"interfaces: [{lab.client_if}]\n")
         fl = H.Daemon(lab, cfg)
         fl.wait_ready()
-        run = Run(lab, client, full, cap)
+        run = Run(lab, client, never, cap)
         run.check_ground_truth(chk, "daemon")
         m = fl.scrape()
 
@@ -253,17 +279,25 @@ def daemon_phase(chk: N.Checker) -> None:
 
         chk.check(bool(m.find("flowlat_handshake_accept_overflows_total")),
                   "daemon: /metrics has no flowlat_handshake_accept_overflows_total")
-        got = total("flowlat_handshake_accept_overflows_total", FULL_PORT)
-        chk.check(got == run.visible(), f"daemon: flowlat_handshake_accept_overflows_total{{port=\"{FULL_PORT}\"}}"
-                                        f" is {got:.0f}; the capture shows {run.visible()} handshakes with the SYN-ACK sent again")
-        ctl = total("flowlat_handshake_accept_overflows_total", CONTROL_PORT)
-        chk.check(ctl == 0, f"daemon: {ctl:.0f} overflows counted on the accepting control listener")
-        for port in (FULL_PORT, CONTROL_PORT):
+        counted = {}
+        for port in PLANS:
+            got = counted[port] = total("flowlat_handshake_accept_overflows_total", port)
+            chk.check(got == run.visible(port),
+                      f"daemon: flowlat_handshake_accept_overflows_total{{port=\"{port}\"}} is {got:.0f}; the"
+                      f" capture shows {run.visible(port)} handshakes with the SYN-ACK sent again")
             done = total("flowlat_handshakes_total", port, outcome="completed")
-            chk.check(done == len(FAMILIES) * PER_FAMILY,
-                      f"daemon: {done:.0f} completed on port {port}, want {len(FAMILIES) * PER_FAMILY}")
-        chk.note(f"daemon: {got:.0f} accept-queue overflows counted on port {FULL_PORT}"
-                 f" (kernel ListenOverflows {run.kernel['ListenOverflows']}), {ctl:.0f} on the control port")
+            want = len(FAMILIES) * PLANS[port].handshakes
+            chk.check(done == want, f"daemon: {done:.0f} completed on port {port}, want {want}")
+        chk.check(counted[CONTROL_PORT] == 0,
+                  f"daemon: {counted[CONTROL_PORT]:.0f} overflows counted on the accepting control listener")
+        # Without cookies every overflow is visible: the count is the kernel's own.
+        chk.check(counted[BIG_PORT] == run.dropped(BIG_PORT),
+                  f"daemon: {counted[BIG_PORT]:.0f} overflows counted on port {BIG_PORT}, the kernel dropped"
+                  f" {run.dropped(BIG_PORT)} final ACKs there")
+        chk.note(f"daemon: accept-queue overflows counted {counted[FULL_PORT]:.0f} on port {FULL_PORT} (kernel"
+                 f" dropped {run.dropped(FULL_PORT)}), {counted[BIG_PORT]:.0f} on {BIG_PORT} (kernel"
+                 f" {run.dropped(BIG_PORT)}), {counted[CONTROL_PORT]:.0f} on the control port; kernel"
+                 f" ListenOverflows {run.kernel['ListenOverflows']}")
         fl.check_clean_exit(chk)
     finally:
         lab.close()
