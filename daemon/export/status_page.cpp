@@ -81,7 +81,8 @@ bool is_label(std::string_view key)
                        [&](const char* name) { return key == name; });
 }
 
-constexpr const char* kNumericKeys[] = {"rate", "completed", "refused", "timeout", "retransmits", "p50", "p90", "p99"};
+constexpr const char* kNumericKeys[] = {"rate",      "completed",   "refused", "timeout", "unreachable",
+                                        "overflows", "retransmits", "p50",     "p90",     "p99"};
 
 double numeric_key(const Row& row, std::string_view key)
 {
@@ -90,6 +91,10 @@ double numeric_key(const Row& row, std::string_view key)
     if (key == "completed") return static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::completed)]);
     if (key == "refused") return static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::refused)]);
     if (key == "timeout") return static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::timeout)]);
+    if (key == "unreachable")
+        return static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::unreachable)]);
+    if (key == "overflows")
+        return static_cast<double>(row.counters.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)]);
     if (key == "retransmits") return static_cast<double>(row.counters.syn_retransmits);
     if (key == "p50") return row.p50;
     if (key == "p90") return row.p90;
@@ -486,11 +491,14 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
     const std::pair<const char*, std::uint64_t> counters[] = {
         {"events lost (ring buffer full)", op.events_lost},
         {"flow table full", op.flow_table_full},
+        {"flow table evictions (a SYN flood or scan)", op.flow_table_evictions},
+        {"answers rejected (the host's stack drops them)", op.answers_rejected},
         {"packets malformed", op.packets_malformed},
         {"ring records malformed", op.events_malformed},
         {"handshakes abandoned", op.handshakes_abandoned},
         {"handshakes aborted", op.handshakes_aborted},
         {"series overflow (counted as peer=\"other\")", snapshot.series_overflow},
+        {"workload ids unresolved", op.workload_unresolved},
     };
     h += "<section id=\"counters\"><h2>Probe counters</h2><table>\n";
     for (const auto& [name, value] : counters)
@@ -529,6 +537,8 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
     header("completed", "completed", true);
     header("refused", "refused", true);
     header("timeout", "timeout", true);
+    header("unreachable", "unreachable", true);
+    header("overflows", "accept overflows", true);
     header("retransmits", "SYN retransmits", true);
     header("p50", "p50", true);
     header("p90", "p90", true);
@@ -543,7 +553,9 @@ std::string render_page(const PageInfo& info, const aggregation::Snapshot& snaps
         h += "<td class=\"n\" data-v=\"" + number(row.rate, "%.6g") + "\">" + number(row.rate, "%.2f") + "</td>";
         for (const std::uint64_t v : {c.handshakes[static_cast<std::size_t>(Outcome::completed)],
                                       c.handshakes[static_cast<std::size_t>(Outcome::refused)],
-                                      c.handshakes[static_cast<std::size_t>(Outcome::timeout)], c.syn_retransmits})
+                                      c.handshakes[static_cast<std::size_t>(Outcome::timeout)],
+                                      c.handshakes[static_cast<std::size_t>(Outcome::unreachable)],
+                                      c.handshakes[static_cast<std::size_t>(Outcome::accept_overflow)], c.syn_retransmits})
         {
             h += "<td class=\"n\">";
             h += std::to_string(v);

@@ -155,6 +155,10 @@ TEST_CASE("status page has a workload column only when the workload label is on"
     const std::string without = status::render_page({}, snap, kInterfaces, {}, {});
     CHECK(without.find("l-workload") == std::string::npos);
     CHECK(without.find("sort=workload") == std::string::npos);
+    // The outcomes of issue 8 have columns of their own, sortable like the others.
+    CHECK_THAT(without, Catch::Contains("sort=unreachable"));
+    CHECK_THAT(without, Catch::Contains("sort=overflows"));
+    CHECK(status::parse_query("sort=overflows").sort == "overflows");
 
     snap.workload_names = {"", "system.slice/<nginx>.service"};
     snap.series[0].key.workload = 1;
