@@ -72,6 +72,13 @@ __u32 ack_epoch;
 #define TCPOPT_TIMESTAMP 8
 #define TCPOLEN_TIMESTAMP 10
 
+/*
+ * What parse_ipv6 finds on its walk that makes the host's stack keep the packet from TCP
+ * (struct tcp_packet.ipv6_drop). answer_accepted refuses such an answer; nothing else reads it.
+ */
+#define IPV6_DROP_MORE_FRAGMENTS 0x1 /* a fragment header with M: a first fragment, reassembly first */
+#define IPV6_DROP_HOP_BY_HOP_LATE 0x2 /* hop-by-hop options not right after the fixed header */
+
 /* Not in the UAPI headers. */
 struct vlan_tag {
 	__be16 tci;
@@ -92,8 +99,8 @@ struct tcp_packet {
 	__u32 l4_off; /* offset of the TCP header from skb->data */
 	__u8 family;
 	__u8 flags;
-	/* IPv6: a fragment header with M set (a first fragment; later ones are skipped). */
-	__u8 ipv6_more_fragments;
+	/* IPv6: why the stack will not hand the packet to TCP as it is (IPV6_DROP_*), 0 if no reason. */
+	__u8 ipv6_drop;
 	__u16 sport_be;
 	__u16 dport_be;
 	/* Ingress ACK filter inputs, read while the headers are in hand (see on_ack_received). */
@@ -215,7 +222,7 @@ static __always_inline bool network_header(const struct cursor *c, struct tcp_pa
 	pkt->l3 = l3;
 	pkt->l3_off = c->off;
 	pkt->family = family;
-	pkt->ipv6_more_fragments = 0;
+	pkt->ipv6_drop = 0;
 	return true;
 }
 
@@ -266,6 +273,13 @@ static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp
 
 			if ((void *)(ext + 1) > c->data_end)
 				return PARSE_MALFORMED;
+			/*
+			 * ipv6_rcv reads hop-by-hop options only right after the fixed header; met later,
+			 * next header 0 names no protocol and the stack drops the packet (parameter problem).
+			 * Only flagged here: the walk goes on so that a SYN-ACK, RST or ACK is known as one.
+			 */
+			if (nexthdr == IPPROTO_HOPOPTS && i != 0)
+				pkt->ipv6_drop |= IPV6_DROP_HOP_BY_HOP_LATE;
 			nexthdr = ext->nexthdr;
 			c->off = bounded_off(c->off) + (ext->hdrlen + 1) * 8;
 		} else if (nexthdr == IPPROTO_FRAGMENT) {
@@ -276,7 +290,8 @@ static __always_inline enum parse_result parse_ipv6(struct cursor *c, struct tcp
 			if (frag->frag_off & bpf_htons(0xfff8))
 				return PARSE_SKIP;
 			/* The M flag is bit 0 of the host-order field: a __u8 of it must test, not truncate. */
-			pkt->ipv6_more_fragments = (frag->frag_off & bpf_htons(1)) != 0;
+			if (frag->frag_off & bpf_htons(1))
+				pkt->ipv6_drop |= IPV6_DROP_MORE_FRAGMENTS;
 			nexthdr = frag->nexthdr;
 			c->off = bounded_off(c->off) + sizeof(*frag);
 		} else {
@@ -479,11 +494,13 @@ __noinline int ipv4_options_valid(struct __sk_buff *skb, __u32 options_off, __u3
  * (ip_rcv_core: version, IHL, a right header checksum, total length within the packet, no
  * fragment: reassembly happens after TC, so a fragmented answer never passes the hook
  * whole; ipv6_rcv: version, a payload length within the packet, 0 being a jumbogram without
- * its option); the transport header inside the segment (l4_min_bytes); and a right checksum,
- * unless the device verified it (CHECKSUM_UNNECESSARY, which bpf_csum_level reports).
+ * its option; and what parse_ipv6 flagged on the extension headers: a fragment header with M,
+ * hop-by-hop options after another header); the transport header inside the segment
+ * (l4_min_bytes); and a right checksum, unless the device verified it (CHECKSUM_UNNECESSARY,
+ * which bpf_csum_level reports).
  *
- * `info` packs what the callers know: family (bits 0-7), the IPv6 M flag (bit 8), the
- * transport protocol (bits 16-23) and the bytes its header must have (bits 24-31).
+ * `info` packs what the callers know: family (bits 0-7), the IPV6_DROP_* flags (bits 8-15),
+ * the transport protocol (bits 16-23) and the bytes its header must have (bits 24-31).
  *
  * A global function: the verifier checks it once, on its own, and not at each caller; the
  * callers only pass scalars. Returns 1 when the stack will accept the packet.
@@ -535,7 +552,7 @@ __noinline int answer_accepted(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off
 	} else {
 		__u32 payload, extensions;
 
-		if (info & 0x100)
+		if (info & 0xff00)
 			return 0;
 		if (bpf_skb_load_bytes(skb, l3_off, hdr, sizeof(struct ipv6hdr)))
 			return 0;
@@ -603,7 +620,7 @@ __noinline int answer_accepted(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off
 /* Counts what answer_accepted refuses: the flow waits for the valid retransmission. */
 static __always_inline bool host_accepts(struct __sk_buff *skb, const struct tcp_packet *pkt)
 {
-	__u32 info = pkt->family | (__u32)pkt->ipv6_more_fragments << 8 | (__u32)IPPROTO_TCP << 16 |
+	__u32 info = pkt->family | (__u32)pkt->ipv6_drop << 8 | (__u32)IPPROTO_TCP << 16 |
 		     (pkt->doff_bytes & 0xff) << 24;
 
 	if (answer_accepted(skb, pkt->l3_off, pkt->l4_off, info))
@@ -983,8 +1000,19 @@ static __always_inline void on_syn(struct __sk_buff *skb, const struct tcp_packe
 	flow = bpf_map_lookup_elem(&flows, &key);
 	if (flow) {
 		bool same_syn = flow->direction == direction && flow->syn_seq == pkt->seq;
+		bool reported = flow->stage == FLOWLAT_STAGE_REPORTED || flow->stage == FLOWLAT_STAGE_ACKED;
 
-		if (flow->stage == FLOWLAT_STAGE_REPORTED || flow->stage == FLOWLAT_STAGE_ACKED) {
+		/*
+		 * Below, a new attempt replaces the entry: a pending handshake is reported abandoned, a
+		 * reported one's record is dropped. A client's SYN does that only if the host's stack
+		 * takes it, as for an answer: a forged or broken SYN (another host's MAC, a bad IP
+		 * header, a bad checksum) would otherwise end a real handshake the host goes on with.
+		 * Our own SYN needs no check. Asked here only, after the insert found the tuple taken:
+		 * a new handshake's SYN pays nothing.
+		 */
+		if (!egress && !same_syn && (reported || flow->direction == direction) && !host_accepts(skb, pkt))
+			return;
+		if (reported) {
 			/* Already reported: its retransmissions start nothing new. */
 			if (same_syn)
 				return;
@@ -1179,17 +1207,27 @@ static __always_inline void on_ack_received(struct __sk_buff *skb, struct tcp_pa
  * every code up to 15 but "fragmentation needed"; IPv6: every code). The quoted IP header
  * must be ours: TCP, from our address and port to the peer's, and the quoted sequence
  * number our ISN. The message must pass the same checks as any answer (answer_accepted:
- * addressed to this host, valid IP header, ICMP checksum).
+ * addressed to this host, valid IP header and extension headers, ICMP checksum). `parsed`
+ * is the family (bits 0-7) and parse_ipv6's IPV6_DROP_* flags (bits 8-15).
  *
  * A global function, reached only by ICMP packets on ingress: verified once, and nothing
  * on the TCP paths.
  */
-__noinline int on_icmp_error(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 family)
+__noinline int on_icmp_error(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 parsed)
 {
+	__u32 family = parsed & 0xff;
 	struct flowlat_flow_key key = {};
 	struct flowlat_flow *flow;
-	struct flow_end copy;
-	__u8 icmp[8], quoted[40];
+	/*
+	 * The quoted header is done with once the key is built, and the ended flow's copy is made
+	 * only after that: one slot for both keeps the deepest call chain (a program, this,
+	 * answer_accepted, ipv4_options_valid) within the verifier's 512-byte combined stack.
+	 */
+	union {
+		__u8 quoted[40];
+		struct flow_end copy;
+	} slot;
+	__u8 icmp[8], *quoted = slot.quoted;
 	__u32 quoted_l4, min_bytes, seq;
 	__u16 ports[2];
 	__u8 protocol;
@@ -1234,14 +1272,15 @@ __noinline int on_icmp_error(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, 
 	    flow->syn_seq != bpf_ntohl(seq))
 		return 0;
 	min_bytes = quoted_l4 + 8 - l4_off;
-	if (!answer_accepted(skb, l3_off, l4_off, family | (__u32)protocol << 16 | (min_bytes & 0xff) << 24)) {
+	if (!answer_accepted(skb, l3_off, l4_off,
+			     (parsed & 0xff00) | family | (__u32)protocol << 16 | (min_bytes & 0xff) << 24)) {
 		count(FLOWLAT_COUNTER_ANSWERS_REJECTED);
 		return 0;
 	}
-	save_end(flow, &copy);
+	save_end(flow, &slot.copy);
 	if (delete_flow(&key))
 		return 0;
-	emit(&key, &copy, FLOWLAT_OUTCOME_UNREACHABLE, bpf_ktime_get_ns(), 0, false);
+	emit(&key, &slot.copy, FLOWLAT_OUTCOME_UNREACHABLE, bpf_ktime_get_ns(), 0, false);
 	return 1;
 }
 
@@ -1254,7 +1293,7 @@ static __always_inline int handle(struct __sk_buff *skb, bool egress, bool ether
 	result = parse_tcp(skb, &pkt, ethernet);
 	if (result != PARSE_OK) {
 		if (result == PARSE_ICMP && !egress)
-			on_icmp_error(skb, pkt.l3_off, pkt.l4_off, pkt.family);
+			on_icmp_error(skb, pkt.l3_off, pkt.l4_off, pkt.family | (__u32)pkt.ipv6_drop << 8);
 		return TC_ACT_UNSPEC;
 	}
 	handshake_flags = pkt.flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_ACK);

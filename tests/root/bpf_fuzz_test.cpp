@@ -9,8 +9,10 @@
 //   * no handshake ends unless a valid SYN and a valid answer were sent.
 //
 // "Valid" is decided by a model of what the host's stack accepts (kernel_view below: the
-// frame is addressed to this host, its IP header is sound, it is not a fragment, its TCP
-// header fits, both checksums are right). The generator works in episodes on a fresh tuple:
+// frame is addressed to this host, its IP header is sound, it is not a fragment, IPv6
+// hop-by-hop options come first if at all, its TCP header fits, both checksums are right);
+// a client's SYN with a new ISN may end the pending handshake (abandoned) only if the model
+// accepts it too. The generator works in episodes on a fresh tuple:
 // a valid SYN, then copies of the valid answer each broken in one way (truncated at every
 // offset, bogus IHL, bad checksums, IP version 5, tot_len 20, MF, bad IP option, wrong or
 // broadcast MAC, doff past the packet, IPv6 payload_len 0, extension-header loops, odd VLAN
@@ -188,8 +190,7 @@ bool ipv4_options_sound(const Bytes& f, std::size_t from, std::size_t to)
 // Ingress frames must be addressed to `dev_mac` (pkt_type host). Returns what the stack
 // would hand TCP, or nothing when it would drop the frame. Deliberately no stricter than
 // the kernel: an event at a frame this rejects is a probe error.
-std::optional<Seen> kernel_view(const Bytes& f, bool ethernet, bool ingress, const std::array<std::uint8_t, 6>& dev_mac,
-                                bool hop_by_hop_anywhere = false)
+std::optional<Seen> kernel_view(const Bytes& f, bool ethernet, bool ingress, const std::array<std::uint8_t, 6>& dev_mac)
 {
     if (f.size() < 14) return std::nullopt;
     if (ingress && std::memcmp(f.data(), dev_mac.data(), 6) != 0) return std::nullopt;
@@ -230,7 +231,7 @@ std::optional<Seen> kernel_view(const Bytes& f, bool ethernet, bool ingress, con
         std::size_t at = l3 + 40;
         for (int n = 0; next != IPPROTO_TCP; ++n) {
             if (n > 32 || at + 8 > ip_end) return std::nullopt;
-            if (next == IPPROTO_HOPOPTS && n != 0 && !hop_by_hop_anywhere) return std::nullopt; // only first
+            if (next == IPPROTO_HOPOPTS && n != 0) return std::nullopt; // only first
             if (next == IPPROTO_HOPOPTS || next == IPPROTO_DSTOPTS || next == IPPROTO_ROUTING) {
                 if (next == IPPROTO_ROUTING && f[at + 3] != 0) return std::nullopt; // segments left
                 const std::size_t len = (f[at + 1] + 1u) * 8u;
@@ -433,13 +434,12 @@ struct Stats {
     std::size_t model_valid_mutants{0}, model_invalid_mutants{0};
     std::size_t raw_frames{0}, raw_completions{0};
     std::map<std::string, std::size_t> mutations;
-    std::map<std::string, std::size_t> known_gaps;
 };
 
 class Fuzzer {
 public:
-    Fuzzer(std::uint64_t seed, std::uint64_t frames, std::uint32_t raw_ifindex, bool strict)
-        : rng_(seed), seed_(seed), budget_(frames), raw_ifindex_(raw_ifindex), strict_(strict)
+    Fuzzer(std::uint64_t seed, std::uint64_t frames, std::uint32_t raw_ifindex)
+        : rng_(seed), seed_(seed), budget_(frames), raw_ifindex_(raw_ifindex)
     {
     }
 
@@ -900,37 +900,12 @@ private:
         return allowed;
     }
 
-    // Two ways the probe ends a handshake at a frame the host's stack drops, left open by the
-    // issue 8 fix as of this test; FLOWLAT_FUZZ_STRICT=1 fails on them, the default counts
-    // and prints them (see the summary line "known gaps").
-    std::string known_gap(const Frame& f, const Tuple& t, const Event& e, std::uint32_t isn) const
-    {
-        if (!is_ingress(f.program)) return {};
-        // An IPv6 answer whose hop-by-hop header is not the first extension header: the stack
-        // drops it (ICMPv6 parameter problem, unknown next header), the probe takes it.
-        if (e.outcome != FLOWLAT_OUTCOME_TIMEOUT &&
-            !kernel_view(f.bytes, is_ethernet(f.program), true, dev_mac(f)) &&
-            kernel_view(f.bytes, is_ethernet(f.program), true, dev_mac(f), true))
-            return "hop-by-hop not first";
-        // An ingress SYN with a new ISN abandons the pending handshake (a timeout) before
-        // anything checks that the stack takes the SYN (here: a bad TCP checksum).
-        if (e.outcome == FLOWLAT_OUTCOME_TIMEOUT && f.bytes.size() >= 14) {
-            const Frame probe_view = f;
-            const auto l = layout(probe_view);
-            if (l && l->l4 + 14 <= f.bytes.size() && (f.bytes[l->l4 + 13] & HANDSHAKE_FLAGS) == F_SYN &&
-                get32(f.bytes, l->l4 + 4) != isn && get16(f.bytes, l->l4) == t.peer_port)
-                return "unchecked SYN abandons";
-        }
-        return {};
-    }
-
     // Sends the frames of an episode in order and checks every event against the model.
     // `template_answer`: the index of the untouched valid answer (or none). Returns events seen.
     void play(const std::vector<Frame>& frames, const Tuple& t, bool outbound, std::uint32_t isn,
               std::uint32_t server_isn, std::optional<std::size_t> template_answer, const char* kind)
     {
         std::size_t ended = 0;
-        bool gap_ended = false; // ended by a known gap: the valid answer has nothing left to end
         bool model_valid_before_template = false;
         std::size_t first_ingress_answer = outbound ? 1 : 2;
         for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -953,19 +928,6 @@ private:
                 else if (ok && e.outcome == FLOWLAT_OUTCOME_TIMEOUT) ok = allowed & may_abandon;
                 else ok = false;
                 if (ok && e.direction != (outbound ? FLOWLAT_DIRECTION_OUTBOUND : FLOWLAT_DIRECTION_INBOUND)) ok = false;
-                if (!ok && ours && ended == 0) {
-                    const std::string gap = known_gap(f, t, e, isn);
-                    if (!gap.empty()) {
-                        ++stats.known_gaps[gap];
-                        if (!strict_) {
-                            ++ended;
-                            gap_ended = true;
-                            continue;
-                        }
-                        fail("known probe gap (" + gap + "): " + last_where_);
-                        continue;
-                    }
-                }
                 if (!ok) {
                     fail(std::string("a handshake ended (") + outcome_name(e.outcome) + ", outcome byte " +
                          std::to_string(e.outcome) + ", ports " + std::to_string(e.local_port) + "/" +
@@ -981,7 +943,7 @@ private:
             }
         }
         // Every broken copy was rejected by the model: the valid answer must have ended it once.
-        if (template_answer && !model_valid_before_template && !gap_ended && ended != 1)
+        if (template_answer && !model_valid_before_template && ended != 1)
             fail("the valid answer after only broken copies ended the handshake " + std::to_string(ended) +
                  " times (want 1): seed " + std::to_string(seed_) + " episode " + std::to_string(stats.episodes) +
                  " (" + kind + ")");
@@ -1123,7 +1085,6 @@ private:
     std::uint64_t seed_;
     std::uint64_t budget_;
     std::uint32_t raw_ifindex_;
-    bool strict_;
     std::unique_ptr<FuzzProbe> probe_;
     std::size_t frames_on_probe_{0};
     std::uint16_t next_port_{1024};
@@ -1138,9 +1099,8 @@ TEST_CASE("packet fuzz: verdict, errors, and no handshake ends without a valid S
     const std::uint64_t seed = env_u64("FLOWLAT_FUZZ_SEED", std::random_device{}() ^ static_cast<std::uint64_t>(::getpid()) << 32);
     std::cout << "bpf_fuzz: seed " << seed << " (replay: FLOWLAT_FUZZ_SEED=" << seed << " FLOWLAT_FUZZ_FRAMES=" << frames
               << ")" << std::endl;
-    const bool strict = env_u64("FLOWLAT_FUZZ_STRICT", 0) != 0;
     RawDevice raw;
-    Fuzzer fuzzer(seed, frames, raw.ifindex, strict);
+    Fuzzer fuzzer(seed, frames, raw.ifindex);
     const auto start = flowlat::clock::monotonic_ns();
     fuzzer.run();
     const double seconds = static_cast<double>(flowlat::clock::monotonic_ns() - start) / 1e9;
@@ -1153,9 +1113,6 @@ TEST_CASE("packet fuzz: verdict, errors, and no handshake ends without a valid S
               << s.raw_completions << " on raw IP); broken copies before them: " << s.model_invalid_mutants
               << " rejected by the model, " << s.model_valid_mutants << " accepted\n";
     for (const auto& [name, count] : s.mutations) std::cout << "  " << count << " x " << name << "\n";
-    std::cout << "bpf_fuzz: known gaps" << (strict ? " (strict: failures)" : " (FLOWLAT_FUZZ_STRICT=1 fails on them)") << ":";
-    for (const auto& [name, count] : s.known_gaps) std::cout << " " << count << " x " << name << ";";
-    std::cout << (s.known_gaps.empty() ? " none\n" : "\n");
     std::cout.flush();
     for (const auto& failure : fuzzer.failures) FAIL_CHECK(failure);
     CHECK(fuzzer.failures.empty());

@@ -1442,6 +1442,17 @@ TEST_CASE("answers the host's stack drops end nothing, the valid retransmission 
         outbound("SYN-ACK with IP version 4 in an IPv6 frame", client6, in_syn_ack(client6), ipv6_version_4),
         outbound("SYN-ACK in an IPv6 first fragment with M", client6, in_syn_ack(client6).ipv6_fragment(0, true),
                  no_edit),
+        outbound("SYN-ACK with IPv6 hop-by-hop options after a destination-options header", client6,
+                 in_syn_ack(client6).ipv6_destination_options().ipv6_hop_by_hop(), no_edit),
+        outbound("SYN-ACK with IPv6 hop-by-hop options after a routing header and an atomic fragment", client6,
+                 in_syn_ack(client6).ipv6_routing().ipv6_fragment(0, false).ipv6_hop_by_hop(1), no_edit),
+        {"inbound IPv6: a final ACK with hop-by-hop options second completes nothing; the valid one (them first) does",
+         {ingress(in_syn(server6)), egress(out_syn_ack(server6)),
+          ingress(in_ack(server6).ipv6_destination_options().ipv6_hop_by_hop()),
+          ingress(in_ack(server6).ipv6_hop_by_hop().ipv6_destination_options())},
+         {completed(3, in, server6, 1)},
+         {},
+         {.answers_rejected = 1}},
         {"RST-ACK with a bad TCP checksum refuses nothing; the valid one refuses",
          {egress(out_syn(client4)), ingress(edited(received(client4, rst_ack).seq(0).ack(client_isn + 1),
                                                    bad_tcp_checksum)),
@@ -1492,12 +1503,61 @@ TEST_CASE("answers the host's stack drops end nothing, the valid retransmission 
     });
 }
 
+TEST_CASE("a client's SYN with a new ISN replaces a pending handshake only if the host's stack takes it", "[root][bpf]")
+{
+    constexpr std::uint32_t new_isn = 5'000'000;
+    const auto in = Direction::inbound;
+    // The client's stack knows nothing of a forged or broken SYN, and neither does ours: the
+    // pending handshake goes on, its final ACK completes it with the rtt of our SYN-ACK.
+    auto goes_on = [&](std::string description, const Tuple& t, const PacketBuilder& broken_builder, const Edit& edit,
+                       Mac mac = loopback_mac) {
+        return Case{std::move(description),
+                    {ingress(in_syn(t)), egress(out_syn_ack(t)),
+                     ingress_as_is(addressed_to(edited(broken_builder, edit), mac)), ingress(in_ack(t))},
+                    {completed(3, in, t, 1)},
+                    {},
+                    {.answers_rejected = 1}};
+    };
+    const ExpectedEvent abandoned{3, Outcome::timeout, in, server4, 0, 0, std::nullopt, std::nullopt};
+    const ExpectedEvent overflow{4, Outcome::accept_overflow, in, server6, 0, 0, std::nullopt, std::nullopt};
+    run_table({
+        goes_on("bad TCP checksum (IPv4)", server4, in_syn(server4, new_isn), bad_tcp_checksum),
+        goes_on("bad TCP checksum (IPv6)", server6, in_syn(server6, new_isn), bad_tcp_checksum),
+        goes_on("bad IPv4 header checksum", server4, in_syn(server4, new_isn), bad_ipv4_checksum),
+        goes_on("IP version 5", server4, in_syn(server4, new_isn), ip_version_5),
+        goes_on("IPv4 first fragment with MF", server4, in_syn(server4, new_isn).ipv4_fragment(0, true), no_edit),
+        goes_on("another host's MAC (PACKET_OTHERHOST)", server4, in_syn(server4, new_isn), no_edit, other_host_mac),
+        goes_on("IPv6 payload_len 0", server6, in_syn(server6, new_isn), ipv6_payload_length_0),
+        goes_on("IPv6 hop-by-hop options after a destination-options header", server6,
+                in_syn(server6, new_isn).ipv6_destination_options().ipv6_hop_by_hop(), no_edit),
+        {"before our SYN-ACK: a broken SYN leaves SYN_RECEIVED with the first ISN",
+         {ingress(in_syn(server4)), ingress(edited(in_syn(server4, new_isn), bad_tcp_checksum))},
+         {},
+         {pending_inbound(server4, FLOWLAT_STAGE_SYN_RECEIVED, 0)},
+         {.answers_rejected = 1}},
+        {"the valid SYN with the new ISN after the broken one replaces the handshake as before",
+         {ingress(in_syn(server4)), egress(out_syn_ack(server4)),
+          ingress(edited(in_syn(server4, new_isn), bad_tcp_checksum)),
+          with_ack_filter(ingress(in_syn(server4, new_isn)), 0)},
+         {abandoned},
+         {pending_inbound(server4, FLOWLAT_STAGE_SYN_RECEIVED, 0, new_isn, 3)},
+         {.handshakes_abandoned = 1, .answers_rejected = 1}},
+        {"a completed handshake's record survives a broken SYN: our SYN-ACK again is still an overflow",
+         {ingress(in_syn(server6)), egress(out_syn_ack(server6)), ingress(in_ack(server6)),
+          ingress(edited(in_syn(server6, new_isn), bad_tcp_checksum)), egress(out_syn_ack(server6))},
+         {completed(2, in, server6, 1), overflow},
+         {},
+         {.answers_rejected = 1}},
+    });
+}
+
 namespace {
 
 // An ICMP destination-unreachable (IPv4) or ICMPv6 destination-unreachable error from the peer
 // that quotes `quoted` (its IP header and the first 8 bytes of TCP), with a right checksum
 // unless `corrupt`.
-Packet icmp_unreachable(const Tuple& t, const Packet& quoted, std::uint8_t code, bool corrupt = false)
+Packet icmp_unreachable(const Tuple& t, const Packet& quoted, std::uint8_t code, bool corrupt = false,
+                        const std::function<void(PacketBuilder&)>& extension_headers = {})
 {
     const bool v6 = quoted.bytes[quoted.network_offset] >> 4 == 6;
     Bytes message{static_cast<std::uint8_t>(v6 ? 1 : 3), code, 0, 0, 0, 0, 0, 0};
@@ -1505,6 +1565,7 @@ Packet icmp_unreachable(const Tuple& t, const Packet& quoted, std::uint8_t code,
                    quoted.bytes.begin() + static_cast<std::ptrdiff_t>(quoted.transport_offset + 8));
     PacketBuilder builder;
     builder.ip(t.peer, t.local).ip_protocol(v6 ? 58 : 1).payload(message);
+    if (extension_headers) extension_headers(builder);
     Packet p = builder.build();
     const std::size_t at = p.transport_offset;
     const std::size_t length = p.bytes.size() - at;
@@ -1565,6 +1626,15 @@ TEST_CASE("ICMP errors quoting a pending SYN end it as unreachable", "[root][bpf
          {egress(out_syn(client6)), ingress(icmp_unreachable(client6, syn6, 4, true))},
          {},
          {pending_outbound(client6)},
+         {.answers_rejected = 1}},
+        {"an ICMPv6 error with hop-by-hop options second ends nothing; one with them first does",
+         {egress(out_syn(client6)),
+          ingress(icmp_unreachable(client6, syn6, 4, false,
+                                   [](PacketBuilder& b) { b.ipv6_destination_options().ipv6_hop_by_hop(); })),
+          ingress(icmp_unreachable(client6, syn6, 4, false,
+                                   [](PacketBuilder& b) { b.ipv6_hop_by_hop().ipv6_destination_options(); }))},
+         {unreachable(2, client6)},
+         {},
          {.answers_rejected = 1}},
         {"an error on egress (our own) ends nothing",
          {egress(out_syn(client4)), Step{Hook::egress, icmp_unreachable(client4, syn4, 3), 0ms, std::nullopt,
