@@ -170,9 +170,10 @@ enum flowlat_counter {
 	FLOWLAT_COUNTER_ABANDONED = 3,       /* pending handshake replaced by a new ISN */
 	FLOWLAT_COUNTER_ABORTED = 4,         /* inbound: the client reset instead of its final ACK (or at SYN_RECEIVED) */
 	/*
-	 * An ingress answer (SYN-ACK, RST, final ACK) that would have ended a handshake but that
-	 * the host's stack drops: not for this host, a bad IP header, a fragment, a TCP header
-	 * past the segment, a bad checksum. The flow waits on.
+	 * An ingress answer (SYN-ACK, RST, final ACK, ICMP error) or a client's SYN with a new
+	 * ISN that would have ended or replaced a handshake but that the host's stack drops: not
+	 * for this host, a bad IP header, a fragment, a misplaced IPv6 Hop-by-Hop header, a TCP
+	 * header past the segment, a bad checksum. The flow waits on.
 	 */
 	FLOWLAT_COUNTER_ANSWERS_REJECTED = 5,
 	/*

@@ -252,9 +252,10 @@ constexpr std::array<OperationalValue, 12> kOperationalValues{{
      "they have no outcome.",
      MetricType::counter, &OperationalSnapshot::handshakes_aborted},
     {"flowlat_probe_answers_rejected_total",
-     "Ingress answers (SYN-ACK, RST, final ACK) that would have ended a handshake but that the host's stack "
-     "drops: not addressed to this host, an invalid IP header, a fragment, a TCP header past the segment, or a "
-     "bad checksum. The handshake waits for a valid answer.",
+     "Ingress packets that would have ended or replaced a handshake (SYN-ACK, RST, final ACK, ICMP error, a "
+     "client's SYN with a new ISN) but that the host's stack drops: not addressed to this host, an invalid IP "
+     "header, a fragment, a misplaced IPv6 Hop-by-Hop header, a TCP header past the segment, or a bad "
+     "checksum. The handshake waits for a valid packet.",
      MetricType::counter, &OperationalSnapshot::answers_rejected},
     {"flowlat_workload_unresolved_total",
      "Handshakes whose socket's cgroup id no walk of the cgroup2 tree found (removed before it was looked up, or "

@@ -39,7 +39,7 @@ struct ProbeCounters {
     std::uint64_t packets_malformed{0};
     std::uint64_t handshakes_abandoned{0};
     std::uint64_t handshakes_aborted{0};
-    std::uint64_t answers_rejected{0}; // ingress answers the host's stack drops
+    std::uint64_t answers_rejected{0}; // ingress answers (and new-ISN SYNs) the host's stack drops
     // The probe's own inserts into and deletes from the flow table (flowlat_flow_table_evictions_total
     // is derived from them: the LRU table does not report what it pushes out).
     std::uint64_t flow_inserts{0};
