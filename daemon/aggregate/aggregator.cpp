@@ -174,7 +174,7 @@ void Aggregator::set_cgroup_paths(workload::CgroupPaths* paths)
     workload_cache_.clear();
 }
 
-std::uint32_t Aggregator::find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns)
+std::uint32_t Aggregator::find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns, bool handshake)
 {
     auto it = index_.find(key);
     if (it != index_.end()) return it->second;
@@ -182,8 +182,9 @@ std::uint32_t Aggregator::find_or_create(labels::SeriesKey key, std::uint64_t no
     if (index_.size() >= max_series_ && key.peer_kind != labels::PeerKind::other) {
         // The port goes with the peer: keeping it would let a port scan create one
         // overflow series per port. Interface, direction and family stay, so the overflow
-        // adds at most one series per (interface, direction, family).
-        ++overflow_;
+        // adds at most one series per (interface, direction, family). An accept-overflow report
+        // is a second event of a handshake already counted, so it is not counted again.
+        if (handshake) ++overflow_;
         key.peer_kind = labels::PeerKind::other;
         key.group = 0;
         key.prefix_length = 0;
@@ -256,7 +257,7 @@ void Aggregator::add(std::span<const HandshakeEvent> events, std::uint64_t unix_
                 key.ifindex = it->second;
         }
         const std::uint64_t unix_ns = event.monotonic_ns + unix_minus_monotonic_ns;
-        const auto slot = find_or_create(key, unix_ns);
+        const auto slot = find_or_create(key, unix_ns, event.outcome != Outcome::accept_overflow);
         auto& series = slots_[slot];
         std::uint64_t* buckets = buckets_.data() + slot * stride;
 

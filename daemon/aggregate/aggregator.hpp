@@ -119,7 +119,9 @@ public:
     std::uint64_t series_overflow() const;
 
 private:
-    std::uint32_t find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns);
+    // `handshake`: false for an event that is not a handshake of its own (an accept-overflow
+    // report), which series_overflow does not count.
+    std::uint32_t find_or_create(labels::SeriesKey key, std::uint64_t now_unix_ns, bool handshake);
     void observe_native(NativeHistogram& histogram, std::uint64_t ns) const;
     std::uint16_t intern_group(const std::string& name);
     std::uint32_t workload_of(std::uint64_t cgroup_id);

@@ -1,5 +1,7 @@
 #include "aggregate/label_policy.hpp"
 
+#include "os/utf8.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -81,7 +83,9 @@ LabelValues render_labels(const SeriesKey& key, const std::vector<std::string>& 
 {
     LabelValues values;
     const auto it = interfaces.find(key.ifindex);
-    values.interface = it != interfaces.end() ? it->second : std::to_string(key.ifindex);
+    // Linux allows any byte but '/', ':' and whitespace in an interface name; Prometheus
+    // rejects a scrape with one label value that is not UTF-8.
+    values.interface = it != interfaces.end() ? utf8::valid(it->second) : std::to_string(key.ifindex);
     values.direction = to_string(key.direction);
     values.family = to_string(key.family);
     values.peer = peer_label(key, group_names);

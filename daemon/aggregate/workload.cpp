@@ -1,5 +1,7 @@
 #include "aggregate/workload.hpp"
 
+#include "os/utf8.hpp"
+
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -98,7 +100,9 @@ std::string unit_label(std::string_view path)
 std::string Naming::label(const std::string* path) const
 {
     if (path == nullptr) return std::string(kUnresolved);
-    std::string name = mode_ == config::WorkloadMode::unit ? unit_label(*path) : cgroup_label(*path);
+    // A cgroup name is any bytes a delegated user chose; one invalid UTF-8 label value would
+    // make Prometheus reject every scrape.
+    std::string name = utf8::valid(mode_ == config::WorkloadMode::unit ? unit_label(*path) : cgroup_label(*path));
     if (include_.empty()) return name;
     for (const auto& pattern : include_)
         if (::fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return name;

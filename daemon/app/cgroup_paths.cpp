@@ -29,6 +29,12 @@ const std::string* CgroupPathSource::path(std::uint64_t cgroup_id)
     return resolver_->resolve(cgroup_id, clock::monotonic_ns());
 }
 
+void CgroupPathSource::prefetch(std::uint64_t cgroup_id)
+{
+    open();
+    resolver_->prefetch(cgroup_id, clock::monotonic_ns());
+}
+
 void CgroupPathSource::refresh()
 {
     if (resolver_) resolver_->refresh(clock::monotonic_ns());

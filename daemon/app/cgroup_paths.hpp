@@ -19,6 +19,9 @@ public:
     void open();
 
     const std::string* path(std::uint64_t cgroup_id) override;
+    // Names `cgroup_id` now (a walk on a miss) without counting it unresolved: path() does
+    // that when the aggregator asks.
+    void prefetch(std::uint64_t cgroup_id);
     std::uint64_t generation() const override { return resolver_ ? resolver_->generation() : 0; }
 
     // Walks again to forget removed cgroups (the daemon's timer).

@@ -289,7 +289,7 @@ void Daemon::name_cgroups(std::span<const HandshakeEvent> batch)
     for (const auto& event : batch) {
         if (event.cgroup_id == 0 || event.cgroup_id == previous) continue;
         previous = event.cgroup_id;
-        cgroup_paths_->path(event.cgroup_id);
+        cgroup_paths_->prefetch(event.cgroup_id);
     }
 }
 

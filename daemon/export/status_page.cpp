@@ -163,7 +163,9 @@ void History::record(const aggregation::Snapshot& snapshot, double now_seconds)
         if (!fresh) entry = std::move(found->second);
         if (fresh) entry.rtt_buckets.assign(width, 0);
         const auto& outcomes = snapshot.series[i].handshakes;
-        const std::uint64_t handshakes = std::accumulate(outcomes.begin(), outcomes.end(), std::uint64_t{0});
+        // Every outcome, but not accept overflows: each is a handshake already counted completed.
+        const std::uint64_t handshakes = std::accumulate(
+            outcomes.begin(), outcomes.begin() + static_cast<std::ptrdiff_t>(Outcome::accept_overflow), std::uint64_t{0});
         const std::uint64_t new_handshakes = handshakes >= entry.handshakes ? handshakes - entry.handshakes : 0;
         entry.handshakes = handshakes;
         std::uint64_t samples = 0;

@@ -147,15 +147,26 @@ bool Resolver::walk_now(std::uint64_t now_ns)
     return forgot;
 }
 
-const std::string* Resolver::resolve(std::uint64_t id, std::uint64_t now_ns)
+const std::string* Resolver::find_or_walk(std::uint64_t id, std::uint64_t now_ns)
 {
     if (const auto it = paths_.find(id); it != paths_.end()) return &it->second;
     if (!last_walk_ns_ || now_ns - *last_walk_ns_ >= options_.min_walk_interval_ns) {
         walk_now(now_ns);
         if (const auto it = paths_.find(id); it != paths_.end()) return &it->second;
     }
-    ++stats_.unresolved;
     return nullptr;
+}
+
+const std::string* Resolver::resolve(std::uint64_t id, std::uint64_t now_ns)
+{
+    const std::string* found = find_or_walk(id, now_ns);
+    if (found == nullptr) ++stats_.unresolved;
+    return found;
+}
+
+void Resolver::prefetch(std::uint64_t id, std::uint64_t now_ns)
+{
+    find_or_walk(id, now_ns);
 }
 
 bool Resolver::refresh(std::uint64_t now_ns)

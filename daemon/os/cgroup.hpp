@@ -69,6 +69,10 @@ public:
     // stays valid until the next call of resolve() or refresh().
     const std::string* resolve(std::uint64_t id, std::uint64_t now_ns);
 
+    // What resolve() does, without counting a miss as unresolved: for a caller that names
+    // ids ahead of the lookup that counts (the daemon, before the aggregator's lock).
+    void prefetch(std::uint64_t id, std::uint64_t now_ns);
+
     // Walks again and forgets the ids of cgroups that are gone (the daemon calls it
     // periodically). True when an id was forgotten.
     bool refresh(std::uint64_t now_ns);
@@ -81,6 +85,7 @@ public:
 
 private:
     bool walk_now(std::uint64_t now_ns);
+    const std::string* find_or_walk(std::uint64_t id, std::uint64_t now_ns);
 
     std::string root_;
     Options options_;

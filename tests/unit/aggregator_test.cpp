@@ -118,6 +118,9 @@ TEST_CASE("max_series folds new label sets into peer=other", "[metrics][aggregat
     for (std::uint8_t peer = 1; peer <= 5; ++peer) events.push_back(outbound(peer));
     events.push_back(outbound(5)); // folded again: counts again
     events.push_back(outbound(1)); // existing series: not folded
+    auto overflow_report = outbound(5); // folded, but the second event of a handshake: not counted
+    overflow_report.outcome = Outcome::accept_overflow;
+    events.push_back(overflow_report);
     agg.add(events);
 
     CHECK(agg.series_count() == 4); // three real series and one overflow series

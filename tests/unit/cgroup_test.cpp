@@ -122,6 +122,25 @@ TEST_CASE("resolver: a miss walks, at most once per interval, refresh forgets re
     CHECK(resolver.generation() == generation + 1);
 }
 
+TEST_CASE("resolver: prefetch walks on a miss like resolve, but counts nothing unresolved", "[cgroup]")
+{
+    Tree t;
+    cgroup::Resolver resolver(t.root.string(), {1000, 100});
+    resolver.prefetch(12345, 0); // no such id: walks, not counted
+    CHECK(resolver.stats().walks == 1);
+    CHECK(resolver.stats().unresolved == 0);
+    CHECK(resolver.resolve(12345, 10) == nullptr); // the lookup that counts, once
+    CHECK(resolver.stats().unresolved == 1);
+
+    const auto c = t.make("c.slice/c.service");
+    resolver.prefetch(c, 1000); // the interval passed: walks and names it
+    CHECK(resolver.stats().walks == 2);
+    const std::string* found = resolver.resolve(c, 1001);
+    REQUIRE(found != nullptr);
+    CHECK(*found == "c.slice/c.service");
+    CHECK(resolver.stats().walks == 2); // the resolve after it is a hit
+}
+
 TEST_CASE("resolver: no mount resolves nothing and never walks", "[cgroup]")
 {
     cgroup::Resolver resolver("");

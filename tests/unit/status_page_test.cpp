@@ -223,6 +223,17 @@ TEST_CASE("status page escapes every label value and the SVG is well formed", "[
     CHECK_FALSE(well_formed("<svg><g></svg>"));
 }
 
+TEST_CASE("the rate counts handshakes, not their accept-overflow reports", "[status]")
+{
+    status::History history;
+    history.record(snapshot_of({{0, 0, 0, 0, 0}}), 100);
+    auto later = snapshot_of({{10, 0, 0, 0, 0}}); // 10 completed
+    later.series[0].handshakes[static_cast<std::size_t>(Outcome::accept_overflow)] = 10;
+    history.record(later, 110);
+    const auto rows = status::build_rows(later, kInterfaces, history.copy(), {});
+    CHECK(rows.at(0).rate == Approx(1.0)); // 10 handshakes in 10 s, 10 of them overflowed
+}
+
 TEST_CASE("history keeps a bounded ring of recent p50 and the rate", "[status]")
 {
     status::History history;

@@ -70,6 +70,19 @@ TEST_CASE("unit folding: Kubernetes pods, both cgroup drivers", "[workload]")
     CHECK(unit_label("podcast.slice/podcast.service") == "podcast.service");
 }
 
+TEST_CASE("naming: a cgroup name that is not UTF-8 becomes valid UTF-8", "[workload]")
+{
+    // Anyone with a delegated subtree can name a cgroup so; one such label value would make
+    // Prometheus reject every scrape.
+    const std::string bad = "user.slice/bad\xff\"x.scope";
+    const workload::Naming cgroup(config::WorkloadMode::cgroup, {});
+    CHECK(cgroup.label(&bad) == "user.slice/bad\xef\xbf\xbd\"x.scope");
+    const workload::Naming unit(config::WorkloadMode::unit, {});
+    CHECK(unit.label(&bad) == "bad\xef\xbf\xbd\"x.scope");
+    const std::string fine = "system.slice/caf\xc3\xa9.service"; // valid UTF-8 is kept
+    CHECK(cgroup.label(&fine) == fine);
+}
+
 TEST_CASE("naming: modes, unresolved, include patterns", "[workload]")
 {
     const std::string nginx = "system.slice/nginx.service";
