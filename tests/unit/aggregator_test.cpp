@@ -1,4 +1,5 @@
 #include "aggregate/aggregator.hpp"
+#include "db_group_config.hpp"
 
 #include <arpa/inet.h>
 #include <catch2/catch.hpp>
@@ -13,16 +14,6 @@ using aggregation::Settings;
 namespace {
 
 constexpr std::uint64_t kSecond = 1'000'000'000ull;
-
-config::Config agg_config()
-{
-    config::Config c;
-    c.peer_groups = {{"db", {*config::parse_cidr("10.1.0.0/16")}}};
-    c.ports.all_outside_ephemeral = true;
-    c.ports.ephemeral_low = 32768;
-    c.ports.ephemeral_high = 60999;
-    return c;
-}
 
 Settings settings(std::size_t max_series = 2000, std::chrono::seconds ttl = std::chrono::seconds(3600))
 {
@@ -70,7 +61,7 @@ TEST_CASE("bucket placement uses le semantics", "[metrics][aggregator]")
     CHECK(aggregation::bucket_index(bounds, 100'000'001) == 3);     // beyond: +Inf only
     CHECK(aggregation::bucket_index(bounds, UINT64_MAX) == 3);
 
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings());
     const std::vector<HandshakeEvent> events = {
         outbound(1, Outcome::completed, 1'000'000),   // 0.001 exactly
         outbound(1, Outcome::completed, 1'000'001),   // just above 0.001
@@ -88,7 +79,7 @@ TEST_CASE("bucket placement uses le semantics", "[metrics][aggregator]")
 
 TEST_CASE("outcomes, retransmits and which events each histogram observes", "[metrics][aggregator]")
 {
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings());
     auto completed = outbound(1, Outcome::completed, 2'000'000);
     completed.handshake_ns = 1'002'000'000; // one SYN retransmission, then an unambiguous sample
     completed.retransmits = 1;
@@ -113,7 +104,7 @@ TEST_CASE("outcomes, retransmits and which events each histogram observes", "[me
 
 TEST_CASE("max_series folds new label sets into peer=other", "[metrics][aggregator]")
 {
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings(3));
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings(3));
     std::vector<HandshakeEvent> events;
     for (std::uint8_t peer = 1; peer <= 5; ++peer) events.push_back(outbound(peer));
     events.push_back(outbound(5)); // folded again: counts again
@@ -154,7 +145,7 @@ TEST_CASE("max_series folds new label sets into peer=other", "[metrics][aggregat
 
 TEST_CASE("series idle longer than series_ttl expire", "[metrics][aggregator]")
 {
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings(2000, std::chrono::seconds(60)));
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings(2000, std::chrono::seconds(60)));
     const std::vector<HandshakeEvent> events = {outbound(1, Outcome::completed, 1000, 10 * kSecond),
                                                 outbound(2, Outcome::completed, 1000, 50 * kSecond)};
     agg.add(events);
@@ -176,7 +167,7 @@ TEST_CASE("series idle longer than series_ttl expire", "[metrics][aggregator]")
 
     SECTION("ttl 0 never expires")
     {
-        Aggregator forever(labels::LabelPolicy(agg_config()), settings(2000, std::chrono::seconds(0)));
+        Aggregator forever(labels::LabelPolicy(testing::db_group_config()), settings(2000, std::chrono::seconds(0)));
         forever.add(events);
         CHECK(forever.expire(UINT64_MAX / 2) == 0);
         CHECK(forever.series_count() == 2);
@@ -185,14 +176,14 @@ TEST_CASE("series idle longer than series_ttl expire", "[metrics][aggregator]")
 
 TEST_CASE("counters survive set_policy, groups are matched by name", "[metrics][aggregator]")
 {
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings());
     auto db = outbound(1);
     db.peer = {10, 1, 0, 9};
     const std::vector<HandshakeEvent> first = {db, outbound(7)};
     agg.add(first);
 
     // New policy: another group comes first, "db" moves to index 1, folding changes.
-    auto c = agg_config();
+    auto c = testing::db_group_config();
     c.peer_groups.insert(c.peer_groups.begin(), config::PeerGroup{"web", {*config::parse_cidr("198.19.0.0/16")}});
     c.peer_folding.outbound_ipv4 = 24;
     agg.set_policy(labels::LabelPolicy(c));
@@ -211,7 +202,7 @@ TEST_CASE("counters survive set_policy, groups are matched by name", "[metrics][
 
 TEST_CASE("bucket changes on reload are refused with a warning", "[metrics][aggregator]")
 {
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings());
     CHECK(agg.set_settings(settings(10, std::chrono::seconds(5))).empty());
     auto changed = settings();
     changed.buckets = {0.5, 1};
@@ -223,7 +214,7 @@ TEST_CASE("bucket changes on reload are refused with a warning", "[metrics][aggr
 
 TEST_CASE("bad bucket bounds are rejected", "[metrics][aggregator]")
 {
-    const labels::LabelPolicy policy(agg_config());
+    const labels::LabelPolicy policy(testing::db_group_config());
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.1, 0.01}, 10, {}}), std::invalid_argument);
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.0, 0.01}, 10, {}}), std::invalid_argument);
     CHECK_THROWS_AS(Aggregator(policy, Settings{{0.1, 0.1}, 10, {}}), std::invalid_argument);
@@ -235,7 +226,7 @@ TEST_CASE("an interface re-created under its name continues its series", "[metri
     CHECK(names.set(3, "eth0").empty());
     CHECK(names.set(3, "eth0").empty()); // re-attach: nothing moves
 
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings(2000, std::chrono::seconds(60)));
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings(2000, std::chrono::seconds(60)));
     auto old_event = outbound(1, Outcome::completed, 500'000, 10 * kSecond);
     agg.add(std::span(&old_event, 1));
 
@@ -274,7 +265,7 @@ TEST_CASE("an ifindex reused under another name keeps the old series' name", "[m
     CHECK(copy.at(3) == "tun0");
     CHECK_FALSE(moves[0].redirect); // new events on ifindex 3 are tun0's
 
-    Aggregator agg(labels::LabelPolicy(agg_config()), settings());
+    Aggregator agg(labels::LabelPolicy(testing::db_group_config()), settings());
     auto event = outbound(1);
     agg.add(std::span(&event, 1));
     agg.move_interface(moves[0].from, moves[0].to, moves[0].redirect);

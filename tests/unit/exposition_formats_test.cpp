@@ -6,6 +6,7 @@
 #include "export/metrics_exposition.hpp"
 #include "export/text_writer.hpp"
 #include "temp_file.hpp"
+#include "db_group_config.hpp"
 
 #include <catch2/catch.hpp>
 #include <io/prometheus/client/metrics.pb.h>
@@ -21,16 +22,6 @@ using namespace flowlat;
 namespace pb = io::prometheus::client;
 
 namespace {
-
-config::Config formats_config()
-{
-    config::Config c;
-    c.peer_groups = {{"db", {*config::parse_cidr("10.1.0.0/16")}}};
-    c.ports.all_outside_ephemeral = true;
-    c.ports.ephemeral_low = 32768;
-    c.ports.ephemeral_high = 60999;
-    return c;
-}
 
 HandshakeEvent event(std::uint8_t host, std::uint16_t port, std::optional<std::uint64_t> rtt_ns,
                      Outcome outcome = Outcome::completed, std::uint64_t mono_ns = 1'000'000'000)
@@ -79,7 +70,7 @@ struct Rendered {
 
 Rendered render(const std::vector<double>& buckets = config::default_buckets())
 {
-    aggregation::Aggregator agg(labels::LabelPolicy(formats_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{buckets, 2000, std::chrono::seconds(0)});
     agg.add(events(), kUnix);
     labels::InterfaceNames names;
@@ -256,7 +247,7 @@ TEST_CASE("content negotiation follows the Accept header's weights", "[metrics][
 
 TEST_CASE("a text scrape's counts-only snapshot renders the same text as a full one", "[metrics][exposition]")
 {
-    aggregation::Aggregator agg(labels::LabelPolicy(formats_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{config::default_buckets(), 2000, std::chrono::seconds(0)});
     agg.add(events(), kUnix);
     labels::InterfaceNames names;
@@ -378,7 +369,7 @@ TEST_CASE("series merged by an interface move keep native buckets and the slower
           "[metrics][exemplars][native]")
 {
     // eth0 (ifindex 2) is re-created as ifindex 3: the old series move onto the new ones.
-    aggregation::Aggregator agg(labels::LabelPolicy(formats_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{config::default_buckets(), 2000, std::chrono::seconds(0)});
     auto slow = event(1, 5432, 40'000); // 40 µs, bucket (25 µs, 50 µs]
     auto fast = event(2, 5432, 30'000);

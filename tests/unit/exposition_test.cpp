@@ -1,5 +1,6 @@
 #include "export/metrics_exposition.hpp"
 #include "exposition_oracle.hpp"
+#include "db_group_config.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -13,16 +14,6 @@
 using namespace flowlat;
 
 namespace {
-
-config::Config expo_config()
-{
-    config::Config c;
-    c.peer_groups = {{"db", {*config::parse_cidr("10.1.0.0/16")}}};
-    c.ports.all_outside_ephemeral = true;
-    c.ports.ephemeral_low = 32768;
-    c.ports.ephemeral_high = 60999;
-    return c;
-}
 
 HandshakeEvent make_event(Outcome outcome, std::optional<std::uint64_t> rtt_ns, std::uint64_t handshake_ns,
                           std::uint16_t retransmits = 0)
@@ -62,7 +53,7 @@ exposition::OperationalSnapshot operational()
 
 std::string render_small()
 {
-    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{{0.001, 0.01, 0.1}, 2000, std::chrono::seconds(0)});
     const std::vector<HandshakeEvent> events = {
         make_event(Outcome::completed, 500'000, 500'000),            // 0.0005 s
@@ -178,7 +169,7 @@ TEST_CASE("an empty interface selection still exports the probe totals", "[metri
     // totals stay, at 0, so "probing no interface" can alert.
     auto op = operational();
     op.probes.clear();
-    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{{0.001}, 2000, std::chrono::seconds(0)});
     const std::string text = exposition::render_metrics(agg.snapshot(), labels::InterfaceNames{}, op, std::nullopt);
     CHECK(text.find("flowlat_probe_attached{") == std::string::npos);
@@ -189,7 +180,7 @@ TEST_CASE("an empty interface selection still exports the probe totals", "[metri
 
 TEST_CASE("exposition sorts series and merges label sets that coincide", "[metrics][exposition]")
 {
-    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{{0.001}, 2000, std::chrono::seconds(0)});
     // Interface eth0 re-created: ifindex 2 and 7 both render as "eth0".
     auto a = make_event(Outcome::completed, 500, 500);
@@ -235,7 +226,7 @@ TEST_CASE("promtool check metrics accepts the exposition", "[metrics][exposition
     // packaging/build-deps.sh installs it; a missing promtool must not pass silently.
     INFO("promtool not installed (Debian package 'prometheus')");
     REQUIRE(access(promtool, X_OK) == 0);
-    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{config::default_buckets(), 3, std::chrono::seconds(0)});
     std::vector<HandshakeEvent> events;
     for (std::uint8_t i = 0; i < 10; ++i) {
@@ -272,7 +263,7 @@ TEST_CASE("promtool check metrics accepts the exposition", "[metrics][exposition
 
 TEST_CASE("the text writer matches prometheus-cpp's TextSerializer byte for byte", "[metrics][exposition]")
 {
-    aggregation::Aggregator agg(labels::LabelPolicy(expo_config()),
+    aggregation::Aggregator agg(labels::LabelPolicy(testing::db_group_config()),
                                 aggregation::Settings{config::default_buckets(), 50, std::chrono::seconds(0)});
     std::uint64_t state = 12345;
     const auto next = [&] {
