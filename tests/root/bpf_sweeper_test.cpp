@@ -2,6 +2,7 @@
 // Probe (load, counters, counting filter), EventReader (batches) and TimeoutSweeper.
 #include "os/clock.hpp"
 #include "probe/event_reader.hpp"
+#include "loopback_run.hpp"
 #include "packet_builder.hpp"
 #include "probe/probe.hpp"
 #include "probe/timeout_sweeper.hpp"
@@ -9,7 +10,6 @@
 #include <bpf/bpf.h>
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <thread>
 #include <vector>
@@ -27,20 +27,7 @@ const Address client6 = Address::parse("fd00::3");
 
 void run(int program_fd, const PacketBuilder& builder)
 {
-    Packet packet = builder.build();
-    // Addressed to the test run's device (loopback's MAC is all zeros), as a receiving device
-    // would be: the probe ignores answers for other hosts (pkt_type).
-    std::fill(packet.bytes.begin(), packet.bytes.begin() + 6, 0);
-    std::vector<std::uint8_t> out(packet.bytes.size() + 256);
-    bpf_test_run_opts opts{};
-    opts.sz = sizeof(opts);
-    opts.data_in = packet.bytes.data();
-    opts.data_size_in = static_cast<__u32>(packet.bytes.size());
-    opts.data_out = out.data();
-    opts.data_size_out = static_cast<__u32>(out.size());
-    opts.repeat = 1;
-    REQUIRE(bpf_prog_test_run_opts(program_fd, &opts) == 0);
-    CHECK(static_cast<int>(opts.retval) == -1); // TC_ACT_UNSPEC
+    CHECK(static_cast<int>(run_on_loopback(program_fd, builder.build())) == -1); // TC_ACT_UNSPEC
 }
 
 PacketBuilder segment(const Address& from, const Address& to, std::uint16_t sport, std::uint16_t dport,

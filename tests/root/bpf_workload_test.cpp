@@ -11,6 +11,7 @@
 // real request socket resolved to its listener, a SYN cookie's SYN-ACK without a socket)
 // is end to end: tests/e2e/test_workload_labels.py.
 #include "os/cgroup.hpp"
+#include "loopback_run.hpp"
 #include "packet_builder.hpp"
 
 #include "flow/flowlat_abi.hpp"
@@ -24,7 +25,6 @@
 
 #include <catch2/catch.hpp>
 
-#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -108,25 +108,8 @@ public:
 
     void run(bool egress, const PacketBuilder& builder)
     {
-        Packet packet = builder.build();
-        // An ingress answer ends a handshake only when addressed to the device (the test run
-        // sets pkt_type as eth_type_trans would): loopback's MAC is all zeros.
-        if (!egress) std::fill_n(packet.bytes.begin(), 6, std::uint8_t{0});
-        __sk_buff context{};
-        context.ifindex = 1;
-        Bytes out(packet.bytes.size() + 256);
-        bpf_test_run_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.data_in = packet.bytes.data();
-        opts.data_size_in = static_cast<__u32>(packet.bytes.size());
-        opts.data_out = out.data();
-        opts.data_size_out = static_cast<__u32>(out.size());
-        opts.ctx_in = &context;
-        opts.ctx_size_in = sizeof(context);
-        opts.repeat = 1;
         bpf_program* program = egress ? skeleton_->progs.flowlat_egress : skeleton_->progs.flowlat_ingress;
-        REQUIRE(bpf_prog_test_run_opts(bpf_program__fd(program), &opts) == 0);
-        REQUIRE(opts.retval == static_cast<__u32>(-1)); // TC_ACT_UNSPEC
+        REQUIRE(run_on_loopback(bpf_program__fd(program), builder.build()) == static_cast<__u32>(-1)); // TC_ACT_UNSPEC
     }
 
     std::vector<std::uint64_t> flow_cgroup_ids() const
