@@ -338,11 +338,8 @@ void Aggregator::move_interface(std::uint32_t from, std::uint32_t to, bool redir
         for (std::size_t i = 0; i < stride; ++i)
             buckets_[into * stride + i] += buckets_[slot * stride + i];
         const std::size_t exemplar_stride = bounds_.size() + 1;
-        for (std::size_t i = 0; i < exemplar_stride; ++i) {
-            const Exemplar& moved_exemplar = exemplars_[slot * exemplar_stride + i];
-            Exemplar& kept = exemplars_[into * exemplar_stride + i];
-            if (!moved_exemplar.empty() && prefer_exemplar(moved_exemplar, kept)) kept = moved_exemplar;
-        }
+        merge_exemplars(std::span(exemplars_).subspan(into * exemplar_stride, exemplar_stride),
+                        std::span<const Exemplar>(exemplars_).subspan(slot * exemplar_stride, exemplar_stride));
         native_[2 * into].add(native_[2 * slot]);
         native_[2 * into + 1].add(native_[2 * slot + 1]);
         live_[slot] = false;

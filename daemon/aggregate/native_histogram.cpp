@@ -76,4 +76,10 @@ bool prefer_exemplar(const Exemplar& candidate, const Exemplar& current)
     return candidate.value_ns >= current.value_ns;
 }
 
+void merge_exemplars(std::span<Exemplar> into, std::span<const Exemplar> from)
+{
+    for (std::size_t b = 0; b < into.size() && b < from.size(); ++b)
+        if (!from[b].empty() && prefer_exemplar(from[b], into[b])) into[b] = from[b];
+}
+
 } // namespace flowlat::aggregation

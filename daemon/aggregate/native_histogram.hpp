@@ -6,6 +6,7 @@
 #include "flow/handshake_event.hpp"
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace flowlat::aggregation {
@@ -59,5 +60,9 @@ inline constexpr std::uint64_t kExemplarRecentNs = 60'000'000'000ull;
 
 // Whether `candidate` should replace `current` as the exemplar of one bucket.
 bool prefer_exemplar(const Exemplar& candidate, const Exemplar& current);
+
+// Two series' exemplars, bucket by bucket, into one (series merged): each bucket keeps the one
+// prefer_exemplar() chooses. `into` and `from` have the same number of buckets.
+void merge_exemplars(std::span<Exemplar> into, std::span<const Exemplar> from);
 
 } // namespace flowlat::aggregation

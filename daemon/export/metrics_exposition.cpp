@@ -74,10 +74,7 @@ std::vector<Row> merge_rows(const aggregation::Snapshot& snap, const labels::Int
         if (!row.merged) continue;
         row.merged->rtt_native.add(snap.rtt_native(i));
         row.merged->duration_native.add(snap.duration_native(i));
-        const auto exemplars = snap.rtt_exemplars(i);
-        for (std::size_t b = 0; b < exemplars.size(); ++b)
-            if (!exemplars[b].empty() && aggregation::prefer_exemplar(exemplars[b], row.merged->rtt_exemplars[b]))
-                row.merged->rtt_exemplars[b] = exemplars[b];
+        aggregation::merge_exemplars(row.merged->rtt_exemplars, snap.rtt_exemplars(i));
     }
     return rows;
 }
