@@ -463,10 +463,10 @@ void Daemon::apply_reload(EffectiveConfig loaded, bool another_follows)
         next_web = std::move(web.config);
     }
     // The listener is the one part that can fail to apply, so it goes first.
-    const bool addresses_changed = next.listen_addresses != config_.listen_addresses && systemd_sockets_.empty();
-    if (next.listen_addresses != config_.listen_addresses && !systemd_sockets_.empty())
+    const bool addresses_differ = next.listen_addresses != config_.listen_addresses;
+    if (addresses_differ && !systemd_sockets_.empty())
         spdlog::warn("web.listen_addresses changed but is not used: --web.systemd-socket serves on systemd's sockets");
-    if (addresses_changed || next_web) {
+    if ((addresses_differ && systemd_sockets_.empty()) || next_web) {
         const web::WebConfig previous_web = web_;
         if (next_web) web_ = std::move(*next_web);
         http_.reset();
